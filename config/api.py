@@ -1,0 +1,22 @@
+"""API plumbing shared by every app: domain errors become {"code", "detail"} responses."""
+
+from __future__ import annotations
+
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from orders.errors import DomainError
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return Response(exc.as_dict(), status=exc.http_status)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "code" not in response.data:
+        detail = response.data.get("detail")
+        code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
+        if detail is None:  # validation errors: field -> messages
+            response.data = {"code": "invalid", "detail": "输入无效", "errors": response.data}
+        else:
+            response.data = {"code": code, "detail": str(detail)}
+    return response

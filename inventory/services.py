@@ -1,0 +1,388 @@
+"""Inventory write side: receive, adjust, count, reserve (allocate), release, consume, confirm.
+
+Every change to a pool writes a `StockMove` with the same deltas, so `inventory_audit`
+can prove each pool equals the sum of its moves. Pools are always locked with
+`select_for_update()` in ascending id order, the one lock order every path uses, so
+concurrent allocations never deadlock and never oversell (on PostgreSQL; SQLite
+serialises writers with IMMEDIATE transactions).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from config import notify
+from config.actors import Actor
+from inventory import conditions
+from inventory.models import Reservation, RoutingRule, Sku, StockLevel, StockMove, Warehouse
+from orders.errors import InsufficientStock, InvalidInput, NotPermitted
+
+if TYPE_CHECKING:
+    from orders.models import Order, OrderLine
+
+
+# --- helpers ------------------------------------------------------------------------------
+def _require(actor: Actor, perm: str, what: str) -> None:
+    if not actor.can(perm):
+        raise NotPermitted(f"{actor.label} 没有权限{what}")
+
+
+def _move(pool: StockLevel, kind: str, *, actor: Actor, on_hand_delta: int = 0, reserved_delta: int = 0,
+          reservation: Reservation | None = None, order_id: int | None = None, reason: str = "") -> StockMove:
+    """An unsaved ledger row for a pool whose in-memory counts are already updated."""
+    return StockMove(
+        stock_level=pool,
+        kind=kind,
+        on_hand_delta=on_hand_delta,
+        reserved_delta=reserved_delta,
+        on_hand_after=pool.on_hand,
+        reserved_after=pool.reserved,
+        reservation=reservation,
+        order_id=order_id,
+        reason=reason[:255],
+        actor=actor.user,
+        actor_label=actor.label,
+        source=actor.source,
+    )
+
+
+def _positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{what}必须是整数")
+    if value <= 0:
+        raise InvalidInput(f"{what}必须大于 0(收到 {value})")
+    return value
+
+
+def _lock_pool(*, warehouse: Warehouse, sku: Sku) -> StockLevel:
+    pool, _created = StockLevel.objects.get_or_create(warehouse=warehouse, sku=sku)
+    return StockLevel.objects.select_for_update().get(pk=pool.pk)
+
+
+def _check_safety_stock(pools: Iterable[StockLevel]) -> None:
+    for pool in pools:
+        threshold = pool.sku.safety_stock
+        if threshold and pool.available < threshold:
+            pool_id, available = pool.pk, pool.available
+            transaction.on_commit(lambda p=pool_id, a=available, t=threshold: notify.stock_alert(p, available=a, threshold=t))
+
+
+# --- receiving and counting ---------------------------------------------------------------
+@transaction.atomic
+def stock_receive(*, warehouse: Warehouse, sku: Sku, quantity: int, actor: Actor, reason: str = "",
+                  kind: str = StockMove.Kind.RECEIPT) -> StockLevel:
+    """Goods arrived in a warehouse (purchase receipt, or a return judged sellable)."""
+    _require(actor, "inventory.receive_stock", "入库")
+    quantity = _positive_int(quantity, "入库数量")
+    if kind not in (StockMove.Kind.RECEIPT, StockMove.Kind.RETURN_RESTOCK):
+        raise InvalidInput(f"入库类型无效: {kind}")
+    pool = _lock_pool(warehouse=warehouse, sku=sku)
+    pool.on_hand += quantity
+    pool.save(update_fields=["on_hand", "updated_at"])
+    _move(pool, kind, actor=actor, on_hand_delta=quantity, reason=reason or "入库").save()
+    return pool
+
+
+@transaction.atomic
+def stock_adjust(*, warehouse: Warehouse, sku: Sku, delta: int, actor: Actor, reason: str) -> StockLevel:
+    """Correct on-hand by a signed amount (damage, found goods). Never below what is reserved."""
+    _require(actor, "inventory.adjust_stock", "调整库存")
+    if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+        raise InvalidInput("调整数量必须是非零整数")
+    if not (reason or "").strip():
+        raise InvalidInput("调整库存必须填写原因")
+    pool = _lock_pool(warehouse=warehouse, sku=sku)
+    if pool.on_hand + delta < pool.reserved:
+        raise InvalidInput(
+            f"{warehouse.name} {sku.code}: 调整后在库 {pool.on_hand + delta} 将低于已预占 {pool.reserved}",
+            code="below_reserved",
+        )
+    pool.on_hand += delta
+    pool.save(update_fields=["on_hand", "updated_at"])
+    _move(pool, StockMove.Kind.ADJUSTMENT, actor=actor, on_hand_delta=delta, reason=reason).save()
+    _check_safety_stock([pool])
+    return pool
+
+
+@transaction.atomic
+def stock_count(*, warehouse: Warehouse, sku: Sku, counted: int, actor: Actor, reason: str = "") -> StockLevel:
+    """Stocktake: the counted quantity becomes on-hand through a ledger move (never an overwrite)."""
+    _require(actor, "inventory.adjust_stock", "盘点")
+    if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
+        raise InvalidInput(f"盘点数量必须是不小于 0 的整数(收到 {counted!r})")
+    pool = _lock_pool(warehouse=warehouse, sku=sku)
+    if counted < pool.reserved:
+        raise InvalidInput(
+            f"{warehouse.name} {sku.code}: 盘点数 {counted} 小于已预占 {pool.reserved},请先处理相关订单",
+            code="below_reserved",
+        )
+    delta = counted - pool.on_hand
+    if delta:
+        pool.on_hand = counted
+        pool.save(update_fields=["on_hand", "updated_at"])
+        _move(pool, StockMove.Kind.STOCKTAKE, actor=actor, on_hand_delta=delta, reason=reason or "盘点").save()
+        _check_safety_stock([pool])
+    return pool
+
+
+# --- allocation ---------------------------------------------------------------------------
+@dataclass
+class Shortage:
+    line_id: int
+    sku_code: str
+    wanted: int
+    available: int
+
+
+@dataclass
+class AllocationResult:
+    reservations: list[Reservation] = field(default_factory=list)
+    shortages: list[Shortage] = field(default_factory=list)
+    warehouses: list[Warehouse] = field(default_factory=list)
+    rules: dict[int, str] = field(default_factory=dict)  # line id → rule name that chose its warehouse
+
+    @property
+    def ok(self) -> bool:
+        return not self.shortages
+
+    def shortage_text(self) -> str:
+        return "; ".join(f"{s.sku_code} 需要 {s.wanted},可用 {s.available}" for s in self.shortages)
+
+
+def order_context(order: "Order") -> dict:
+    """The fields routing (and automation) conditions can test, for the whole order."""
+    lines = list(order.lines.all())
+    return {
+        "province": order.province,
+        "city": order.city,
+        "district": order.district,
+        "address": order.address,
+        "region": conditions.region_of(order.province),
+        "country": order.country,
+        "channel": order.shop.platform,
+        "shop": order.shop.code,
+        "sku": [line.sku.code for line in lines if line.sku_id],
+        "sku_category": [line.sku.category for line in lines if line.sku_id and line.sku.category],
+        "tags": list(order.tags or []),
+        "amount": order.paid_amount,
+        "member_level": order.member_level,
+        "is_vip": order.is_vip,
+        "is_presale": order.is_presale,
+    }
+
+
+def _line_context(base: dict, line: "OrderLine") -> dict:
+    ctx = dict(base)
+    ctx["sku"] = [line.sku.code]
+    ctx["sku_category"] = [line.sku.category] if line.sku.category else []
+    return ctx
+
+
+def choose_rule_warehouses(*, order: "Order", line: "OrderLine", rules: list[RoutingRule], base: dict) -> list[tuple[Warehouse, str]]:
+    """Warehouses named by the active rules matching this line, in rule order."""
+    ctx = _line_context(base, line)
+    return [(rule.warehouse, rule.name) for rule in rules if conditions.evaluate(rule.conditions, ctx)]
+
+
+def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None) -> AllocationResult:
+    """Reserve stock for every line, all or nothing.
+
+    Per line: the warehouses of matching routing rules first (rule order), then a
+    warehouse already serving this order, then any warehouse with stock by priority; a
+    line no single warehouse can serve is split across several. When any line cannot be
+    covered nothing is reserved and the shortages are returned. The caller (the order
+    service) holds the order row lock and owns the order's state.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("allocate_order must run inside the order service's transaction")
+    at = at or timezone.now()
+    lines = [line for line in order.lines.all() if line.quantity > 0]
+    if any(line.sku_id is None for line in lines):
+        raise InvalidInput("订单存在未映射 SKU 的商品行,无法分仓", code="sku_unmapped")
+    rules = [r for r in RoutingRule.objects.filter(is_active=True, warehouse__is_active=True).select_related("warehouse").order_by("position", "id")]
+    fallback = list(
+        Warehouse.objects.filter(is_active=True, allocatable=True, country=order.country).order_by("priority", "id")
+    )
+    base = order_context(order)
+    rule_choices = {line.id: choose_rule_warehouses(order=order, line=line, rules=rules, base=base) for line in lines}
+    warehouse_ids = {w.id for w in fallback} | {w.id for choices in rule_choices.values() for w, _ in choices}
+    sku_ids = {line.sku_id for line in lines}
+
+    # Lock every pool this order could draw from, in id order (the global lock order).
+    pools = {
+        (p.warehouse_id, p.sku_id): p
+        for p in StockLevel.objects.select_for_update()
+        .filter(warehouse_id__in=warehouse_ids, sku_id__in=sku_ids)
+        .select_related("warehouse", "sku")
+        .order_by("id")
+    }
+    available = {key: p.on_hand - p.reserved for key, p in pools.items()}
+    by_priority = sorted(fallback, key=lambda w: (w.priority, w.id))
+    warehouses = {w.id: w for w in fallback}
+    for choices in rule_choices.values():
+        for w, _ in choices:
+            warehouses[w.id] = w
+
+    plan: list[tuple[OrderLine, int, int]] = []  # (line, warehouse id, quantity)
+    chosen: list[int] = []
+    result = AllocationResult()
+
+    def can_serve(wid: int, line: "OrderLine") -> bool:
+        return available.get((wid, line.sku_id), 0) >= line.quantity
+
+    def take(line: "OrderLine", wid: int, qty: int) -> None:
+        available[(wid, line.sku_id)] -= qty
+        plan.append((line, wid, qty))
+        if wid not in chosen:
+            chosen.append(wid)
+
+    ruled = [line for line in lines if rule_choices[line.id]]
+    free = [line for line in lines if not rule_choices[line.id]]
+    pending: list[OrderLine] = []
+    for line in ruled:
+        for wh, rule_name in rule_choices[line.id]:
+            if can_serve(wh.id, line):
+                take(line, wh.id, line.quantity)
+                result.rules[line.id] = rule_name
+                break
+        else:
+            pending.append(line)
+    free = pending + free
+    if free:
+        # Prefer one warehouse for all remaining lines: those already serving the order, then by priority.
+        need: dict[int, int] = defaultdict(int)
+        for line in free:
+            need[line.sku_id] += line.quantity
+        candidates = chosen + [w.id for w in by_priority if w.id not in chosen]
+        single = next(
+            (wid for wid in candidates if all(available.get((wid, sku_id), 0) >= qty for sku_id, qty in need.items())),
+            None,
+        )
+        for line in free:
+            if single is not None:
+                take(line, single, line.quantity)
+                continue
+            rule_wids = [w.id for w, _ in rule_choices[line.id]]
+            prefs = rule_wids + [wid for wid in chosen if wid not in rule_wids]
+            prefs += [w.id for w in by_priority if w.id not in prefs]
+            whole = next((wid for wid in prefs if can_serve(wid, line)), None)
+            if whole is not None:
+                take(line, whole, line.quantity)
+                continue
+            remaining, parts = line.quantity, []
+            for wid in prefs:
+                have = available.get((wid, line.sku_id), 0)
+                if have > 0 and remaining > 0:
+                    parts.append((wid, min(have, remaining)))
+                    remaining -= parts[-1][1]
+            if remaining:
+                result.shortages.append(Shortage(line.id, line.sku.code, line.quantity, line.quantity - remaining))
+            else:
+                for wid, q in parts:
+                    take(line, wid, q)
+    if result.shortages:
+        result.rules.clear()
+        return result
+
+    # Write: one guarded UPDATE per pool, then reservations and ledger rows in bulk.
+    lead_hours = settings.ORDERHUB["LEAD_TIME_RESERVATION_HOURS"]
+    per_pool: dict[tuple[int, int], int] = defaultdict(int)
+    for line, wid, qty in plan:
+        per_pool[(wid, line.sku_id)] += qty
+    for key in sorted(per_pool, key=lambda k: pools[k].id):
+        pool, qty = pools[key], per_pool[key]
+        updated = StockLevel.objects.filter(pk=pool.pk, on_hand__gte=F("reserved") + qty).update(reserved=F("reserved") + qty)
+        if updated != 1:  # cannot happen under the row lock; refuse rather than oversell
+            raise InsufficientStock(f"{pool.warehouse.name} {pool.sku.code} 库存不足")
+    reservations = [
+        Reservation(
+            order_line=line,
+            stock_level=pools[(wid, line.sku_id)],
+            quantity=qty,
+            expires_at=(at + timedelta(hours=lead_hours)) if warehouses[wid].lead_time_days else None,
+        )
+        for line, wid, qty in plan
+    ]
+    Reservation.objects.bulk_create(reservations)
+    moves = []
+    for reservation in reservations:
+        pool = reservation.stock_level
+        pool.reserved += reservation.quantity
+        moves.append(_move(pool, StockMove.Kind.RESERVE, actor=actor, reserved_delta=reservation.quantity,
+                           reservation=reservation, order_id=order.pk, reason=f"订单 {order.number} 预占"))
+    StockMove.objects.bulk_create(moves)
+    _check_safety_stock({r.stock_level for r in reservations})
+    result.reservations = reservations
+    result.warehouses = [warehouses[wid] for wid in chosen]
+    return result
+
+
+# --- release, consume, confirm ------------------------------------------------------------
+def _active_reservations(order: "Order", warehouse: Warehouse | None = None):
+    qs = Reservation.objects.filter(order_line__order=order, status=Reservation.Status.ACTIVE)
+    if warehouse is not None:
+        qs = qs.filter(stock_level__warehouse=warehouse)
+    return qs
+
+
+def _close(reservations: list[Reservation], *, order: "Order", actor: Actor, kind: str, reason: str, at: datetime) -> list[Reservation]:
+    if not reservations:
+        return []
+    pool_ids = sorted({r.stock_level_id for r in reservations})
+    pools = {p.pk: p for p in StockLevel.objects.select_for_update().filter(pk__in=pool_ids).order_by("id")}
+    consume = kind == StockMove.Kind.SHIP
+    moves = []
+    for reservation in reservations:
+        pool = pools[reservation.stock_level_id]
+        pool.reserved -= reservation.quantity
+        if consume:
+            pool.on_hand -= reservation.quantity
+        reservation.status = Reservation.Status.CONSUMED if consume else Reservation.Status.RELEASED
+        reservation.closed_at = at
+        reservation.close_reason = reason[:40]
+        moves.append(_move(pool, kind, actor=actor, reserved_delta=-reservation.quantity,
+                           on_hand_delta=-reservation.quantity if consume else 0,
+                           reservation=reservation, order_id=order.pk, reason=f"订单 {order.number} {reason}"))
+    for pool in pools.values():
+        pool.save(update_fields=["on_hand", "reserved", "updated_at"])
+    Reservation.objects.bulk_update(reservations, ["status", "closed_at", "close_reason"])
+    StockMove.objects.bulk_create(moves)
+    return reservations
+
+
+def release_order_reservations(*, order: "Order", actor: Actor, reason: str, at: datetime | None = None,
+                               warehouse: Warehouse | None = None) -> list[Reservation]:
+    """Give back every active reservation of the order (or of one warehouse)."""
+    reservations = list(_active_reservations(order, warehouse).select_for_update().order_by("id"))
+    return _close(reservations, order=order, actor=actor, kind=StockMove.Kind.RELEASE, reason=reason, at=at or timezone.now())
+
+
+def consume_order_reservations(*, order: "Order", actor: Actor, at: datetime | None = None,
+                               warehouse: Warehouse | None = None) -> list[Reservation]:
+    """Goods left the warehouse: on-hand and reserved both go down by what was reserved."""
+    reservations = list(_active_reservations(order, warehouse).select_for_update().order_by("id"))
+    return _close(reservations, order=order, actor=actor, kind=StockMove.Kind.SHIP, reason="发货出库", at=at or timezone.now())
+
+
+def confirm_order_reservations(*, order: "Order", actor: Actor) -> int:
+    """Lead-time stock confirmed (transfer booked): its reservations no longer expire."""
+    _require(actor, "inventory.confirm_reservation", "确认备货预占")
+    return _active_reservations(order).filter(expires_at__isnull=False).update(expires_at=None)
+
+
+def expired_reservation_order_ids(*, now: datetime | None = None) -> list[int]:
+    now = now or timezone.now()
+    return sorted(
+        set(
+            Reservation.objects.filter(status=Reservation.Status.ACTIVE, expires_at__lte=now)
+            .values_list("order_line__order_id", flat=True)
+        )
+    )

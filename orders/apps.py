@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
+
+
+class OrdersConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "orders"
+    verbose_name = _("订单")
+
+    def ready(self) -> None:
+        from config import roles
+
+        # Roles are data: kept in sync after every migrate (and by `setup_roles`).
+        post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="orderhub-roles")

@@ -1,0 +1,35 @@
+import os
+
+import pytest
+from django.conf import settings
+
+from config.actors import Actor, Source
+
+
+def _is_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_pg = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://...")
+    skip_redis = pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://...")
+    for item in items:
+        if "postgres" in item.keywords and not _is_postgres():
+            item.add_marker(skip_pg)
+        if "redis" in item.keywords and not os.environ.get("REDIS_URL"):
+            item.add_marker(skip_redis)
+
+
+@pytest.fixture
+def system():
+    return Actor.system("tests")
+
+
+@pytest.fixture
+def actor_for():
+    """actor_for(user, source="admin") → Actor."""
+
+    def make(user, source: str = Source.ADMIN) -> Actor:
+        return Actor.of(user, source)
+
+    return make
