@@ -1,0 +1,180 @@
+"""Order API serializers: output only. Nothing here writes an order; changes go through
+`orders.services` (the status is an FSM field that only transitions may change).
+
+Personal data (receiver name/phone/address, customer name/phone) is masked through
+`orders.selectors.masked` unless the requesting user holds `orders.view_pii`; the actor
+comes from the serializer context (`{"actor": Actor}`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from config.actors import Actor, Source
+from orders import selectors
+from orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from orders.services import TRANSITION_SERVICES, available_transitions
+
+
+def _actor(serializer: serializers.Serializer) -> Actor:
+    """Who is looking: the context's `actor`, else the request's user acting through the API."""
+    actor = serializer.context.get("actor")
+    if actor is None:
+        actor = Actor.of(serializer.context["request"].user, Source.API)
+    return actor
+
+
+class OrderLineOutputSerializer(serializers.ModelSerializer):
+    sku = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+
+    class Meta:
+        model = OrderLine
+        fields = ["sku", "platform_sku_id", "title", "quantity", "unit_price", "discount_amount", "is_gift"]
+        read_only_fields = fields
+
+
+class OrderEventOutputSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label", read_only=True)
+
+    class Meta:
+        model = OrderEvent
+        fields = ["kind", "from_status", "to_status", "message", "actor", "source", "is_public", "occurred_at"]
+        read_only_fields = fields
+
+
+class ReceiverOutputSerializer(serializers.Serializer):
+    """Where the parcel goes. Name, phone and street address are masked without view_pii."""
+
+    name = serializers.SerializerMethodField()
+    phone = serializers.SerializerMethodField()
+    country = serializers.CharField(read_only=True)
+    province = serializers.CharField(read_only=True)
+    city = serializers.CharField(read_only=True)
+    district = serializers.CharField(read_only=True)
+    address = serializers.SerializerMethodField()
+    postcode = serializers.CharField(read_only=True)
+
+    def get_name(self, order: Order) -> str:
+        return selectors.masked(order.receiver_name, "name", actor=_actor(self))
+
+    def get_phone(self, order: Order) -> str:
+        return selectors.masked(order.receiver_phone, "phone", actor=_actor(self))
+
+    def get_address(self, order: Order) -> str:
+        return selectors.masked(order.address, "address", actor=_actor(self))
+
+
+class CustomerOutputSerializer(serializers.Serializer):
+    """The customer matched across platforms (phone in E.164), masked without view_pii."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.SerializerMethodField()
+    phone = serializers.SerializerMethodField()
+
+    def get_name(self, customer) -> str:
+        return selectors.masked(customer.name, "name", actor=_actor(self))
+
+    def get_phone(self, customer) -> str:
+        return selectors.masked(customer.phone, "phone", actor=_actor(self))
+
+
+class OrderListOutputSerializer(serializers.ModelSerializer):
+    """An order as the list shows it: everything but the timeline."""
+
+    shop = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    platform = serializers.CharField(source="shop.platform", read_only=True)
+    status = serializers.ChoiceField(choices=OrderStatus.choices, read_only=True)
+    receiver = ReceiverOutputSerializer(source="*", read_only=True)
+    customer = CustomerOutputSerializer(read_only=True, allow_null=True)
+    lines = OrderLineOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Order
+        fields = [
+            "number", "shop", "platform", "platform_order_id", "status", "platform_status",
+            "hold_reason", "hold_note",
+            "currency", "paid_amount", "goods_amount", "discount_amount", "shipping_fee",
+            "buyer_note", "seller_note",
+            "is_presale", "promised_ship_at", "source_detail", "coupon_codes", "member_level", "is_vip",
+            "invoice_title", "invoice_tax_number", "tags",
+            "placed_at", "paid_at", "platform_updated_at",
+            "receiver", "customer", "lines",
+        ]
+        read_only_fields = fields
+
+    def build_field(self, field_name, info, model_class, nested_depth):
+        # JSON list columns render as lists of strings (and say so in the schema).
+        if field_name in ("coupon_codes", "tags"):
+            return serializers.ListField, {"child": serializers.CharField(), "read_only": True}
+        return super().build_field(field_name, info, model_class, nested_depth)
+
+
+class OrderDetailOutputSerializer(OrderListOutputSerializer):
+    """One order with its timeline and the transitions the requesting user may take now."""
+
+    events = OrderEventOutputSerializer(many=True, read_only=True)
+    available_transitions = serializers.SerializerMethodField()
+
+    class Meta(OrderListOutputSerializer.Meta):
+        fields = [*OrderListOutputSerializer.Meta.fields, "events", "available_transitions"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=list(TRANSITION_SERVICES))))
+    def get_available_transitions(self, order: Order) -> list[str]:
+        return available_transitions(order=order, actor=_actor(self))
+
+
+class TransitionParamsInputSerializer(serializers.Serializer):
+    """Documents the optional body of a transition. The service validates it (which
+    parameters a transition accepts, their types, the warehouse code)."""
+
+    reason = serializers.CharField(required=False, help_text="hold: 挂起原因代码 (stock_short, sku_unmapped, no_lines, "
+                                                              "reservation_expired, address, risk, manual);"
+                                                              " cancel / mark_returned: 原因说明")
+    note = serializers.CharField(required=False, help_text="hold / release: 说明")
+    warehouse = serializers.CharField(required=False, help_text="ship: 仓库编码(拆单时按仓发货)")
+    carrier = serializers.CharField(required=False, help_text="ship: 承运商")
+    tracking_number = serializers.CharField(required=False, help_text="ship: 运单号")
+
+
+class OrderFilterSerializer(serializers.Serializer):
+    """Query parameters of the order list; invalid values are a 400 with the reason."""
+
+    status = serializers.ChoiceField(choices=OrderStatus.choices, required=False, help_text="订单状态")
+    shop = serializers.CharField(required=False, help_text="店铺编码")
+    phone = serializers.CharField(required=False, help_text="客户或收件人手机号(任意格式,如 13800138000 或 +86 138 0013 8000)")
+    platform_order_id = serializers.CharField(required=False, help_text="平台订单号")
+    created_after = serializers.DateTimeField(required=False, help_text="下单时间 ≥ (ISO 8601;无时区按 Asia/Shanghai)")
+    created_before = serializers.DateTimeField(required=False, help_text="下单时间 < (ISO 8601;无时区按 Asia/Shanghai)")
+
+    def to_internal_value(self, data):
+        data = {key: data[key] for key in data}  # a QueryDict → its last value per key
+        for key in ("created_after", "created_before"):
+            if isinstance(data.get(key), str):
+                data[key] = _datetime_text(data[key])
+        return super().to_internal_value(data)
+
+
+def _datetime_text(value: str) -> str:
+    """A bare date means the start of that day (server time zone); an unencoded "+08:00"
+    arrives as " 08:00" after URL decoding, so put the plus sign back."""
+    value = value.strip()
+    if _DATE.fullmatch(value):
+        return f"{value}T00:00:00"
+    return _SPACE_OFFSET.sub(r"\1+\2", value)
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_SPACE_OFFSET = re.compile(r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
+
+
+class ErrorOutputSerializer(serializers.Serializer):
+    """Every refusal: a stable code and a human message (validation errors add `errors`)."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(required=False, child=serializers.ListField(child=serializers.CharField()))
+
