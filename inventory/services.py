@@ -157,9 +157,13 @@ class AllocationResult:
         return "; ".join(f"{s.sku_code} 需要 {s.wanted},可用 {s.available}" for s in self.shortages)
 
 
-def order_context(order: "Order") -> dict:
-    """The fields routing (and automation) conditions can test, for the whole order."""
-    lines = list(order.lines.all())
+def order_context(order: "Order", lines: list["OrderLine"] | None = None) -> dict:
+    """The fields routing (and automation) conditions can test, for the whole order.
+
+    Pass `lines` (with their SKUs) when you already hold them, to save reading them again.
+    """
+    if lines is None:
+        lines = list(order.lines.select_related("sku"))
     return {
         "province": order.province,
         "city": order.city,
@@ -192,34 +196,40 @@ def choose_rule_warehouses(*, order: "Order", line: "OrderLine", rules: list[Rou
     return [(rule.warehouse, rule.name) for rule in rules if conditions.evaluate(rule.conditions, ctx)]
 
 
-def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None) -> AllocationResult:
+def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
+                   lines: list["OrderLine"] | None = None) -> AllocationResult:
     """Reserve stock for every line, all or nothing.
 
     Per line: the warehouses of matching routing rules first (rule order), then a
     warehouse already serving this order, then any warehouse with stock by priority; a
     line no single warehouse can serve is split across several. When any line cannot be
     covered nothing is reserved and the shortages are returned. The caller (the order
-    service) holds the order row lock and owns the order's state.
+    service) holds the order row lock and owns the order's state; it may pass the order's
+    `lines` (read under that lock, with `select_related("sku")`) so they are read once.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("allocate_order must run inside the order service's transaction")
     at = at or timezone.now()
-    lines = [line for line in order.lines.all() if line.quantity > 0]
+    all_lines = list(order.lines.select_related("sku")) if lines is None else list(lines)
+    lines = [line for line in all_lines if line.quantity > 0]
     if any(line.sku_id is None for line in lines):
         raise InvalidInput("订单存在未映射 SKU 的商品行,无法分仓", code="sku_unmapped")
     rules = [r for r in RoutingRule.objects.filter(is_active=True, warehouse__is_active=True).select_related("warehouse").order_by("position", "id")]
     fallback = list(
         Warehouse.objects.filter(is_active=True, allocatable=True, country=order.country).order_by("priority", "id")
     )
-    base = order_context(order)
+    base = order_context(order, all_lines)
     rule_choices = {line.id: choose_rule_warehouses(order=order, line=line, rules=rules, base=base) for line in lines}
     warehouse_ids = {w.id for w in fallback} | {w.id for choices in rule_choices.values() for w, _ in choices}
     sku_ids = {line.sku_id for line in lines}
 
     # Lock every pool this order could draw from, in id order (the global lock order).
+    # of=("self",): lock only the pool rows, not the joined warehouse and SKU rows — a
+    # plain FOR UPDATE over the join locks those too, out of pool order (deadlocks between
+    # orders sharing a warehouse) and serialises every allocation in a warehouse.
     pools = {
         (p.warehouse_id, p.sku_id): p
-        for p in StockLevel.objects.select_for_update()
+        for p in StockLevel.objects.select_for_update(of=("self",))
         .filter(warehouse_id__in=warehouse_ids, sku_id__in=sku_ids)
         .select_related("warehouse", "sku")
         .order_by("id")
@@ -361,14 +371,14 @@ def _close(reservations: list[Reservation], *, order: "Order", actor: Actor, kin
 def release_order_reservations(*, order: "Order", actor: Actor, reason: str, at: datetime | None = None,
                                warehouse: Warehouse | None = None) -> list[Reservation]:
     """Give back every active reservation of the order (or of one warehouse)."""
-    reservations = list(_active_reservations(order, warehouse).select_for_update().order_by("id"))
+    reservations = list(_active_reservations(order, warehouse).select_for_update(of=("self",)).order_by("id"))
     return _close(reservations, order=order, actor=actor, kind=StockMove.Kind.RELEASE, reason=reason, at=at or timezone.now())
 
 
 def consume_order_reservations(*, order: "Order", actor: Actor, at: datetime | None = None,
                                warehouse: Warehouse | None = None) -> list[Reservation]:
     """Goods left the warehouse: on-hand and reserved both go down by what was reserved."""
-    reservations = list(_active_reservations(order, warehouse).select_for_update().order_by("id"))
+    reservations = list(_active_reservations(order, warehouse).select_for_update(of=("self",)).order_by("id"))
     return _close(reservations, order=order, actor=actor, kind=StockMove.Kind.SHIP, reason="发货出库", at=at or timezone.now())
 
 

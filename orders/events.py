@@ -23,6 +23,15 @@ PUBLIC_KINDS = {
 }
 
 
+KIND_LABELS = {
+    "created": "订单创建",
+    "held": "挂起",
+    "released": "解除挂起",
+    "note": "备注",
+    **PUBLIC_KINDS,
+}
+
+
 def record(*, order: Order, kind: str, actor: Actor, message: str = "", from_status: str = "",
            to_status: str = "", is_public: bool | None = None, data: dict | None = None,
            at: datetime | None = None) -> OrderEvent:

@@ -256,8 +256,8 @@ class OrderEvent(models.Model):
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events", verbose_name=_("订单"))
     kind = models.CharField(_("事件"), max_length=40, db_index=True)
-    from_status = models.CharField(_("原状态"), max_length=20, blank=True)
-    to_status = models.CharField(_("新状态"), max_length=20, blank=True)
+    from_status = models.CharField(_("原状态"), max_length=20, blank=True, choices=OrderStatus.choices)
+    to_status = models.CharField(_("新状态"), max_length=20, blank=True, choices=OrderStatus.choices)
     message = models.CharField(_("说明"), max_length=500, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("操作人"))
     actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
@@ -273,3 +273,9 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.kind}"
+
+    @property
+    def kind_label(self) -> str:
+        from orders.events import KIND_LABELS
+
+        return str(KIND_LABELS.get(self.kind, self.kind))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from config.actors import Actor
 from orders.masking import mask_address, mask_name, mask_phone
@@ -21,8 +21,12 @@ def order_list(*, status: str | None = None, shop: str | None = None, phone: str
     if phone:
         from orders.services import normalize_phone
 
-        normalized = normalize_phone(phone) or phone
-        qs = qs.filter(customer__phone=normalized) | qs.filter(receiver_phone=phone)
+        normalized = normalize_phone(phone)
+        # Receiver phones are stored as the platform sent them: match the usual spellings.
+        spellings = {phone.strip()}
+        if normalized:
+            spellings |= {normalized, normalized.removeprefix("+86")}
+        qs = qs.filter(Q(customer__phone=normalized or phone.strip()) | Q(receiver_phone__in=spellings))
     if created_after:
         qs = qs.filter(placed_at__gte=created_after)
     if created_before:

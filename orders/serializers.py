@@ -15,7 +15,7 @@ from rest_framework import serializers
 
 from config.actors import Actor, Source
 from orders import selectors
-from orders.models import Order, OrderEvent, OrderLine, OrderStatus
+from orders.models import HoldReason, Order, OrderEvent, OrderLine, OrderStatus
 from orders.services import TRANSITION_SERVICES, available_transitions
 
 
@@ -87,6 +87,8 @@ class OrderListOutputSerializer(serializers.ModelSerializer):
     shop = serializers.SlugRelatedField(slug_field="code", read_only=True)
     platform = serializers.CharField(source="shop.platform", read_only=True)
     status = serializers.ChoiceField(choices=OrderStatus.choices, read_only=True)
+    hold_reason = serializers.ChoiceField(choices=HoldReason.choices, allow_blank=True, read_only=True,
+                                          help_text="挂起原因;未挂起时为空")
     receiver = ReceiverOutputSerializer(source="*", read_only=True)
     customer = CustomerOutputSerializer(read_only=True, allow_null=True)
     lines = OrderLineOutputSerializer(many=True, read_only=True)

@@ -59,7 +59,9 @@ def available_transitions(*, order: Order, actor: Actor) -> list[str]:
 # --- plumbing -----------------------------------------------------------------------------
 def _lock(order: Order) -> Order:
     try:
-        return Order.objects.select_for_update().select_related("shop").get(pk=order.pk)
+        # of=("self",): lock the order row only; FOR UPDATE over the join would also lock the
+        # shop row and so serialise every order of a shop (and block new orders' FK checks).
+        return Order.objects.select_for_update(of=("self",)).select_related("shop").get(pk=order.pk)
     except Order.DoesNotExist as exc:
         raise InvalidInput("订单不存在", code="not_found") from exc
 
@@ -216,11 +218,13 @@ def order_allocate(*, order: Order, actor: Actor, at: datetime | None = None) ->
     order = _lock(order)
     _check(order, "allocate", actor)
     at = at or timezone.now()
-    if not order.lines.exists():
+    # Read the lines (with their SKUs) once: the checks below and the allocation share them.
+    lines = list(order.lines.select_related("sku"))
+    if not lines:
         return _hold_locked(order, actor=actor, reason=HoldReason.NO_LINES, note="订单没有商品行", at=at)
-    if order.lines.filter(sku__isnull=True).exists():
+    if any(line.sku_id is None for line in lines):
         return _hold_locked(order, actor=actor, reason=HoldReason.SKU_UNMAPPED, note="存在未映射的 SKU", at=at)
-    result = inventory.allocate_order(order=order, actor=actor, at=at)
+    result = inventory.allocate_order(order=order, actor=actor, at=at, lines=lines)
     if not result.ok:
         return _hold_locked(order, actor=actor, reason=HoldReason.STOCK_SHORT, note=result.shortage_text(), at=at)
     from_status = order.status

@@ -1,0 +1,58 @@
+"""Inventory REST API (/api/v1/stock/): read-only stock levels."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.generics import ListAPIView
+from rest_framework.permissions import BasePermission, IsAuthenticated
+
+from inventory.models import StockLevel
+from inventory.serializers import StockFilterSerializer, StockLevelOutputSerializer
+from orders.serializers import ErrorOutputSerializer
+
+
+class CanViewStock(BasePermission):
+    """Signed in and holding `inventory.view_stocklevel`."""
+
+    message = "没有查看库存的权限"
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm("inventory.view_stocklevel"))
+
+
+def stock_level_list(*, sku: str | None = None, warehouse: str | None = None, category: str | None = None) -> QuerySet[StockLevel]:
+    """Pools by warehouse priority then SKU code, filtered by codes and category."""
+    qs = StockLevel.objects.select_related("warehouse", "sku")
+    if sku:
+        qs = qs.filter(sku__code=sku)
+    if warehouse:
+        qs = qs.filter(warehouse__code=warehouse)
+    if category:
+        qs = qs.filter(sku__category=category)
+    return qs.order_by("warehouse__priority", "warehouse__id", "sku__code", "id")
+
+
+@extend_schema(
+    tags=["stock"],
+    summary="库存列表",
+    parameters=[StockFilterSerializer],
+    responses={
+        200: StockLevelOutputSerializer(many=True),
+        401: OpenApiResponse(ErrorOutputSerializer, description="未登录"),
+        403: OpenApiResponse(ErrorOutputSerializer, description="没有权限"),
+    },
+)
+class StockLevelListApi(ListAPIView):
+    """Stock per warehouse × SKU: on hand, reserved, available, inbound with its ETA."""
+
+    permission_classes = [IsAuthenticated, CanViewStock]
+    serializer_class = StockLevelOutputSerializer
+    filter_backends: list = []  # filtering is StockFilterSerializer + stock_level_list
+    queryset = StockLevel.objects.none()  # for schema introspection only; see get_queryset
+
+    def get_queryset(self):
+        filters = StockFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        return stock_level_list(**filters.validated_data)

@@ -1,0 +1,501 @@
+"""Orders admin: lists, filters, search, and buttons/actions that call `orders.services`.
+
+Thin on purpose: every state change goes through a service (which checks the actor's
+permission, so a hand-made POST is refused exactly like a hidden button), and personal
+data is masked through `orders.selectors` for staff without `orders.view_pii`.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, Value
+from django.db.models import BooleanField as BooleanValue
+from django.http import Http404, HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
+
+from config.actors import Actor, Source
+from inventory.models import Reservation, Warehouse
+from orders import selectors, services
+from orders.errors import DomainError
+from orders.masking import mask_address, mask_name, mask_phone
+from orders.models import Customer, HoldReason, Order, OrderEvent, OrderLine, OrderStatus, Shop
+
+PII_FLAG = "viewer_may_see_pii"
+MASKERS = {"phone": mask_phone, "name": mask_name, "address": mask_address}
+
+STATUS_COLORS = {
+    OrderStatus.PENDING_PAYMENT: "#6c757d",
+    OrderStatus.PAID: "#0d6efd",
+    OrderStatus.ON_HOLD: "#dc3545",
+    OrderStatus.ALLOCATED: "#6610f2",
+    OrderStatus.PACKED: "#6f42c1",
+    OrderStatus.PARTIALLY_SHIPPED: "#fd7e14",
+    OrderStatus.SHIPPED: "#198754",
+    OrderStatus.DELIVERED: "#20c997",
+    OrderStatus.COMPLETED: "#146c43",
+    OrderStatus.CANCELLED: "#495057",
+    OrderStatus.RETURNED: "#b02a37",
+}
+
+
+def admin_actor(request) -> Actor:
+    return Actor.of(request.user, Source.ADMIN)
+
+
+def _with_pii_flag(queryset, request):
+    """Annotate each row with whether this viewer may see personal data (default deny)."""
+    return queryset.annotate(**{PII_FLAG: Value(selectors.can_view_pii(admin_actor(request)), output_field=BooleanValue())})
+
+
+def _pii(obj, value: str, kind: str) -> str:
+    """`value` unmasked only when the row was loaded for a viewer holding orders.view_pii."""
+    value = value or ""
+    return value if getattr(obj, PII_FLAG, False) else MASKERS[kind](value)
+
+
+def status_badge(order: Order) -> str:
+    color = STATUS_COLORS.get(order.status, "#6c757d")
+    return format_html(
+        '<span class="status-badge status-{}" style="display:inline-block;padding:1px 8px;border-radius:10px;'
+        'color:#fff;background:{};white-space:nowrap">{}</span>',
+        order.status, color, order.get_status_display(),
+    )
+
+
+# --- Shop ---------------------------------------------------------------------------------------
+SECRET_FIELDS = ("app_secret", "access_token", "webhook_secret")
+
+
+class ShopAdminForm(forms.ModelForm):
+    """Secrets are never sent back to the browser: a blank box keeps the stored value."""
+
+    class Meta:
+        model = Shop
+        fields = "__all__"
+        widgets = {name: forms.PasswordInput(render_value=False) for name in SECRET_FIELDS}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in SECRET_FIELDS:
+            if name in self.fields and self.instance.pk and getattr(self.instance, name):
+                self.fields[name].help_text = _("已设置;留空则保持不变")
+
+    def _keep(self, name: str) -> str:
+        value = self.cleaned_data.get(name, "")
+        if not value and self.instance.pk:
+            return getattr(self.instance, name)
+        return value
+
+    def clean_app_secret(self):
+        return self._keep("app_secret")
+
+    def clean_access_token(self):
+        return self._keep("access_token")
+
+    def clean_webhook_secret(self):
+        return self._keep("webhook_secret")
+
+
+@admin.register(Shop)
+class ShopAdmin(admin.ModelAdmin):
+    form = ShopAdminForm
+    list_display = ("code", "name", "platform", "currency", "ship_within_hours", "sync_enabled", "sync_cursor", "is_active")
+    list_filter = ("platform", "sync_enabled", "is_active")
+    search_fields = ("code", "name")
+    readonly_fields = ("sync_cursor", "created_at")
+    fieldsets = (
+        (None, {"fields": ("platform", "code", "name", "is_active")}),
+        (_("履约与同步"), {"fields": ("currency", "time_zone", "ship_within_hours", "sync_enabled",
+                                   "sync_interval_minutes", "sync_cursor", "created_at")}),
+        (_("接口凭据"), {"classes": ("collapse",), "fields": ("app_key", *SECRET_FIELDS)}),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        # Staff who may only look at a shop never get its credentials, not even masked.
+        if obj is not None and not self.has_change_permission(request, obj):
+            return self.fieldsets[:2]
+        return self.fieldsets
+
+
+# --- Customer -----------------------------------------------------------------------------------
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ("id", "display_name", "display_phone", "tags", "order_count", "created_at")
+    search_fields = ("name", "phone")
+    list_filter = ("created_at",)
+
+    def get_queryset(self, request):
+        return _with_pii_flag(super().get_queryset(request), request).annotate(order_total=Count("orders"))
+
+    def get_search_results(self, request, queryset, search_term):
+        qs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        phone = services.normalize_phone(search_term)
+        if phone:
+            qs = queryset.filter(Q(pk__in=qs.values("pk")) | Q(phone=phone))
+        return qs, may_have_duplicates
+
+    def get_fields(self, request, obj=None):
+        if selectors.can_view_pii(admin_actor(request)):
+            return ("name", "phone", "tags", "created_at")
+        return ("display_name", "display_phone", "tags", "created_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        if selectors.can_view_pii(admin_actor(request)):
+            return ("created_at",)
+        return ("display_name", "display_phone", "created_at")
+
+    def has_add_permission(self, request):
+        return False  # customers are matched from channel orders, never typed in
+
+    @admin.display(description=_("姓名"), ordering="name")
+    def display_name(self, obj):
+        return _pii(obj, obj.name, "name")
+
+    @admin.display(description=_("手机号"), ordering="phone")
+    def display_phone(self, obj):
+        return _pii(obj, obj.phone, "phone")
+
+    @admin.display(description=_("订单数"), ordering="order_total")
+    def order_count(self, obj):
+        return getattr(obj, "order_total", None)
+
+
+# --- Order --------------------------------------------------------------------------------------
+class ReservationWarehouseFilter(admin.SimpleListFilter):
+    title = _("预占仓库")
+    parameter_name = "warehouse"
+
+    def lookups(self, request, model_admin):
+        return [(str(w.pk), w.name) for w in Warehouse.objects.order_by("priority", "id")]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        order_ids = Reservation.objects.filter(stock_level__warehouse_id=self.value()).values("order_line__order_id")
+        return queryset.filter(pk__in=order_ids)
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    fields = ("sku", "platform_sku_id", "title", "quantity", "unit_price", "discount_amount", "is_gift", "reservation_summary")
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    can_delete = False
+    show_change_link = False
+    verbose_name_plural = _("商品行")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("sku").prefetch_related("reservations__stock_level__warehouse")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("预占"))
+    def reservation_summary(self, line):
+        parts = [f"{r.stock_level.warehouse.name} ×{r.quantity}({r.get_status_display()})" for r in line.reservations.all()]
+        return ";".join(parts) or "-"
+
+
+class OrderEventInline(admin.TabularInline):
+    model = OrderEvent
+    fields = ("occurred_at", "event_kind", "from_status", "to_status", "message", "actor_label", "source", "is_public")
+    readonly_fields = fields
+    ordering = ("occurred_at", "id")
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = _("时间线")
+
+    @admin.display(description=_("事件"))
+    def event_kind(self, event):
+        return event.kind_label
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class OrderAdminForm(forms.ModelForm):
+    """The only thing a person edits on an order: a note appended through the service."""
+
+    add_note = forms.CharField(
+        label=_("追加卖家备注"), required=False, widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text=_("追加到卖家备注并记入时间线;订单的其他字段来自渠道,不可修改。"),
+    )
+
+    class Meta:
+        model = Order
+        fields: list[str] = []
+
+
+class HoldForm(forms.Form):
+    # The reasons a person decides on; the data reasons (stock short, unmapped SKU…) are set by the system.
+    reason = forms.ChoiceField(label=_("挂起原因"), initial=HoldReason.MANUAL, choices=[
+        (r.value, r.label) for r in (HoldReason.MANUAL, HoldReason.ADDRESS, HoldReason.RISK)])
+    note = forms.CharField(label=_("说明"), required=False, max_length=255)
+
+
+class ShipForm(forms.Form):
+    warehouse = forms.ChoiceField(label=_("发货仓"), required=False)
+    carrier = forms.CharField(label=_("快递公司"), required=False, max_length=50)
+    tracking_number = forms.CharField(label=_("运单号"), required=False, max_length=64)
+
+    def __init__(self, *args, order: Order, **kwargs):
+        super().__init__(*args, **kwargs)
+        warehouses = Warehouse.objects.filter(
+            stock_levels__reservations__order_line__order=order,
+            stock_levels__reservations__status=Reservation.Status.ACTIVE,
+        ).distinct().order_by("priority", "id")
+        self.fields["warehouse"].choices = [("", _("全部仓库"))] + [(w.code, w.name) for w in warehouses]
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label=_("原因"), required=False, max_length=200)
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(label=_("说明"), required=False, max_length=200)
+
+
+def transition_form(name: str, order: Order, prefix: str):
+    """The small form of parameters a transition accepts (None when it takes none)."""
+    if name == "hold":
+        return HoldForm(auto_id=f"id_{prefix}_%s")
+    if name == "ship":
+        return ShipForm(order=order, auto_id=f"id_{prefix}_%s")
+    if name in ("cancel", "mark_returned"):
+        return ReasonForm(auto_id=f"id_{prefix}_%s")
+    if name == "release":
+        return NoteForm(auto_id=f"id_{prefix}_%s")
+    return None
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    form = OrderAdminForm
+    change_form_template = "admin/orders/order/change_form.html"
+    inlines = (OrderLineInline, OrderEventInline)
+    list_display = ("number", "shop", "platform", "platform_order_id", "status_display", "hold_reason",
+                    "amount", "receiver", "phone", "placed_at")
+    list_select_related = ("shop", "customer")
+    list_filter = ("status", "shop", "shop__platform", "hold_reason", "placed_at", ReservationWarehouseFilter)
+    search_fields = ("number", "platform_order_id", "receiver_phone", "lines__sku__code")
+    search_help_text = _("订单号、平台订单号、手机号(任意格式)或 SKU 编码")
+    date_hierarchy = "placed_at"
+    actions = ("allocate_selected", "cancel_selected")
+    list_per_page = 50
+
+    fieldsets_all = (
+        (_("订单"), {"fields": ("number", "shop", "platform_order_id", "status_display", "platform_status",
+                               "hold_reason", "hold_note")}),
+        (_("时间"), {"fields": ("placed_at", "paid_at", "promised_ship_at", "platform_updated_at", "created_at", "updated_at")}),
+        (_("金额"), {"fields": ("currency", "goods_amount", "discount_amount", "shipping_fee", "paid_amount")}),
+        (_("客户与收件人"), {"fields": ("customer_display", "receiver_name_display", "receiver_phone_display", "country",
+                                   "province", "city", "district", "address_display", "postcode")}),
+        (_("业务信息"), {"fields": ("is_presale", "source_detail", "coupon_codes", "member_level", "is_vip", "tags",
+                                 "invoice_title", "invoice_tax_number")}),
+        (_("备注"), {"fields": ("buyer_note", "seller_note")}),
+    )
+
+    # --- querysets, permissions ---------------------------------------------------------------
+    def get_queryset(self, request):
+        return _with_pii_flag(selectors.order_list(), request)
+
+    def has_add_permission(self, request):
+        return False  # orders come from the channels
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # an order is history: cancel it instead
+
+    def has_allocate_permission(self, request):
+        return request.user.has_perm("orders.allocate_order")
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("orders.cancel_order")
+
+    # --- change form: everything read-only except a note --------------------------------------
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = [(name, {**opts, "fields": list(opts["fields"])}) for name, opts in self.fieldsets_all]
+        if obj is not None and self.has_change_permission(request, obj):
+            fieldsets[-1][1]["fields"].append("add_note")
+        if selectors.can_view_pii(admin_actor(request)):
+            fieldsets.append((_("原始报文"), {"classes": ("collapse",), "fields": ("raw",)}))
+        return fieldsets
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for _name, opts in self.get_fieldsets(request, obj) for f in opts["fields"] if f != "add_note"]
+
+    def save_model(self, request, obj, form, change):
+        # The order row itself is never saved from a form (its status is FSM-protected and
+        # the rest comes from the channel); a note goes through the service.
+        note = (form.cleaned_data.get("add_note") or "").strip()
+        if note:
+            try:
+                services.order_add_note(order=obj, actor=admin_actor(request), note=note)
+            except DomainError as exc:
+                messages.error(request, exc.message)
+
+    # --- columns ------------------------------------------------------------------------------
+    @admin.display(description=_("平台"), ordering="shop__platform")
+    def platform(self, obj):
+        return obj.shop.get_platform_display()
+
+    @admin.display(description=_("状态"), ordering="status")
+    def status_display(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description=_("实付金额"), ordering="paid_amount")
+    def amount(self, obj):
+        return f"{obj.paid_amount} {obj.currency}"
+
+    @admin.display(description=_("收件人"))
+    def receiver(self, obj):
+        return _pii(obj, obj.receiver_name, "name")
+
+    @admin.display(description=_("收件电话"))
+    def phone(self, obj):
+        return _pii(obj, obj.receiver_phone, "phone")
+
+    @admin.display(description=_("收件人"))
+    def receiver_name_display(self, obj):
+        return _pii(obj, obj.receiver_name, "name")
+
+    @admin.display(description=_("收件电话"))
+    def receiver_phone_display(self, obj):
+        return _pii(obj, obj.receiver_phone, "phone")
+
+    @admin.display(description=_("详细地址"))
+    def address_display(self, obj):
+        return _pii(obj, obj.address, "address")
+
+    @admin.display(description=_("客户"))
+    def customer_display(self, obj):
+        customer = obj.customer
+        if customer is None:
+            return "-"
+        text = f"{_pii(obj, customer.name, 'name')} {_pii(obj, customer.phone, 'phone')}".strip()
+        return text or f"#{customer.pk}"
+
+    # --- search: a phone in any format finds the order ----------------------------------------
+    def get_search_results(self, request, queryset, search_term):
+        qs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        phone = services.normalize_phone(term)
+        if phone:
+            national = phone[3:] if phone.startswith("+86") else phone
+            by_phone = Q(customer__phone=phone) | Q(receiver_phone__in={term, phone, national})
+            qs = queryset.filter(Q(pk__in=qs.values("pk")) | by_phone)
+            may_have_duplicates = False
+        return qs, may_have_duplicates
+
+    # --- transition buttons -------------------------------------------------------------------
+    def get_urls(self):
+        view = self.admin_site.admin_view(require_POST(self.transition_view))
+        return [
+            path("<path:object_id>/transition/<str:name>/", view, name="orders_order_transition"),
+            *super().get_urls(),
+        ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            names = services.available_transitions(order=obj, actor=admin_actor(request))
+            context["transition_buttons"] = [
+                {
+                    "name": name,
+                    "label": gettext(services.TRANSITION_LABELS[name]),
+                    "url": reverse("admin:orders_order_transition", args=[obj.pk, name]),
+                    "form": transition_form(name, obj, prefix=name),
+                }
+                for name in names
+            ]
+            context["status_badge"] = status_badge(obj)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def transition_view(self, request, object_id, name):
+        """POST only. The service checks permission and state; refusals become messages."""
+        order = self.get_object(request, unquote(object_id))
+        if order is None:
+            raise Http404(gettext("订单不存在"))
+        if not self.has_view_permission(request, order):
+            raise PermissionDenied
+        accepted = services.TRANSITION_PARAMS.get(name, set())
+        params = {key: request.POST.get(key, "").strip() for key in accepted if key in request.POST}
+        label = services.TRANSITION_LABELS.get(name, name)
+        try:
+            order = services.order_transition(order=order, name=name, actor=admin_actor(request), params=params)
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            if name == "allocate" and order.status == OrderStatus.ON_HOLD:
+                messages.warning(request, gettext("订单 %(number)s 未能分仓,已挂起:%(note)s") % {
+                    "number": order.number, "note": order.hold_note or order.get_hold_reason_display()})
+            else:
+                messages.success(request, gettext("订单 %(number)s 已%(label)s,当前状态:%(status)s") % {
+                    "number": order.number, "label": label, "status": order.get_status_display()})
+        return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
+
+    # --- changelist actions: one service call per order, never a bulk update ------------------
+    def _run_each(self, request, queryset, name: str, verb: str, **params):
+        done, held = [], []
+        for order in queryset.order_by("pk"):
+            try:
+                result = services.order_transition(order=order, name=name, actor=admin_actor(request), params=params)
+            except DomainError as exc:
+                messages.error(request, f"{order.number}: {exc.message}")
+                continue
+            if name == "allocate" and result.status == OrderStatus.ON_HOLD:
+                held.append(f"{result.number}({result.hold_note or result.get_hold_reason_display()})")
+            else:
+                done.append(result.number)
+        if done:
+            messages.success(request, gettext("%(verb)s成功 %(count)d 单:%(numbers)s") % {
+                "verb": verb, "count": len(done), "numbers": "、".join(done)})
+        if held:
+            messages.warning(request, gettext("库存不足已挂起 %(count)d 单:%(numbers)s") % {
+                "count": len(held), "numbers": "、".join(held)})
+
+    @admin.action(description=_("分仓预占"), permissions=("allocate",))
+    def allocate_selected(self, request, queryset):
+        self._run_each(request, queryset, "allocate", gettext("分仓预占"))
+
+    @admin.action(description=_("取消"), permissions=("cancel",))
+    def cancel_selected(self, request, queryset):
+        self._run_each(request, queryset, "cancel", gettext("取消"), reason=gettext("后台批量取消"))
+
+
+# --- Timeline (read-only) -----------------------------------------------------------------------
+@admin.register(OrderEvent)
+class OrderEventAdmin(admin.ModelAdmin):
+    list_display = ("occurred_at", "order", "kind", "from_status", "to_status", "message", "actor_label", "source", "is_public")
+    list_filter = ("kind", "source", "is_public", "occurred_at")
+    search_fields = ("order__number", "order__platform_order_id", "message", "actor_label")
+    list_select_related = ("order",)
+    date_hierarchy = "occurred_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,74 @@
+"""python manage.py setup_schedules — the django-q2 schedules, kept in one list (idempotent)."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+
+# One row per background job. Add new jobs here; `name` is the key, so renaming one
+# creates a new schedule (delete the old one in the admin).
+SCHEDULES: list[dict] = [
+    {
+        "name": "reservation expiry",
+        "func": "inventory.tasks.expire_lead_time_reservations",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 10,
+    },
+    {
+        "name": "stock short retry",
+        "func": "orders.tasks.retry_stock_short_orders",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 5,
+    },
+    {
+        "name": "inventory audit",
+        "func": "inventory.tasks.run_inventory_audit",
+        "schedule_type": Schedule.CRON,
+        "cron": "30 2 * * *",  # nightly at 02:30 (TIME_ZONE)
+    },
+]
+
+def _spec(entry: dict) -> dict:
+    return {"minutes": None, "cron": None, "args": None, "kwargs": None, "repeats": -1,
+            **{k: v for k, v in entry.items() if k != "name"}}
+
+
+@transaction.atomic
+def sync_schedules() -> list[tuple[Schedule, str]]:
+    """Create or update every schedule by name. Returns (schedule, "created"|"updated"|"unchanged")."""
+    result = []
+    for entry in SCHEDULES:
+        spec = _spec(entry)
+        schedule = Schedule.objects.filter(name=entry["name"]).order_by("id").first()
+        if schedule is None:
+            schedule = Schedule(name=entry["name"], **spec)
+            schedule.full_clean()
+            # A cron job waits for its first slot; an interval job starts at once.
+            schedule.next_run = schedule.calculate_next_run() if schedule.schedule_type == Schedule.CRON else timezone.now()
+            schedule.save()
+            result.append((schedule, "created"))
+            continue
+        changed = {k: v for k, v in spec.items() if getattr(schedule, k) != v}
+        if not changed:
+            result.append((schedule, "unchanged"))
+            continue
+        for key, value in changed.items():
+            setattr(schedule, key, value)
+        schedule.full_clean()
+        if {"schedule_type", "minutes", "cron"} & changed.keys() and schedule.schedule_type == Schedule.CRON:
+            schedule.next_run = schedule.calculate_next_run()
+        schedule.save()
+        result.append((schedule, "updated"))
+    return result
+
+
+class Command(BaseCommand):
+    help = "Create or update the django-q2 schedules (reservation expiry, stock-short retry, nightly inventory audit)."
+
+    def handle(self, *args, **options):
+        for schedule, outcome in sync_schedules():
+            when = f"every {schedule.minutes} min" if schedule.schedule_type == Schedule.MINUTES else f"cron {schedule.cron}"
+            self.stdout.write(f"{outcome:<9} {schedule.name}: {schedule.func} ({when})")
+        self.stdout.write(self.style.SUCCESS(f"{len(SCHEDULES)} schedules in sync"))
