@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
-PORT   ?= 8000
+export PORT ?= 8000
 SEED_ARGS ?=
 
 .PHONY: run test setup install install-test migrate seed bench audit clean
@@ -37,15 +37,11 @@ seed: setup
 # Runs the web server and a qcluster together; Ctrl-C stops both.
 run: seed
 	@echo ""
-	@echo "Order Hub is starting on http://127.0.0.1:$(PORT)/  (admin: /admin/  API: /api/v1/  docs: /api/docs/  health: /healthz)"
-	@echo "Ctrl-C stops the web server and the task cluster."
-	@bash -c 'trap "trap - INT TERM EXIT; kill \$$(jobs -p) 2>/dev/null; wait" INT TERM EXIT; \
-		$(PY) manage.py qcluster & \
-		$(PY) manage.py runserver 127.0.0.1:$(PORT) --noreload & \
-		wait -n'
+	@echo "Order Hub: http://127.0.0.1:$(PORT)/  admin /admin/  API /api/v1/  docs /api/docs/  health /healthz"
+	$(PY) manage.py serve --port $(PORT)
 
 test: install-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
 audit: install
 	$(PY) manage.py inventory_audit

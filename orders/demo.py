@@ -14,6 +14,7 @@ same seed gives the same orders (relative to the moment of seeding).
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections import Counter
 from contextlib import contextmanager
@@ -44,11 +45,12 @@ DEFAULT_ORDERS = 300
 DEFAULT_SEED = 2024
 RECEIPT_REASON = "期初入库(演示数据)"
 DEMO_PHONE = "13912345678"  # a customer with orders on several channels, for the H5 portal
+_BASE = f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"  # `make run` passes PORT
 URLS = [
-    ("后台 Admin", "http://127.0.0.1:8000/admin/"),
-    ("REST API", "http://127.0.0.1:8000/api/v1/"),
-    ("API 文档", "http://127.0.0.1:8000/api/docs/"),
-    ("客户 H5", "http://127.0.0.1:8000/h5/"),
+    ("后台 Admin", f"{_BASE}/admin/"),
+    ("REST API", f"{_BASE}/api/v1/"),
+    ("API 文档", f"{_BASE}/api/docs/"),
+    ("健康检查", f"{_BASE}/healthz"),
 ]
 D = Decimal
 
