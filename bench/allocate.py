@@ -451,18 +451,23 @@ def order_states(prefix: str) -> tuple[Counter, int]:
 
     with connection.cursor() as cursor:
         cursor.execute("""
-            WITH line AS (
+            WITH per_line AS (
                 SELECT l.order_id, l.quantity,
-                       coalesce((SELECT sum(r.quantity) FROM inventory_reservation r
-                                 WHERE r.order_line_id = l.id AND r.status = 'active'), 0) AS reserved
-                FROM orders_orderline l JOIN orders_order o ON o.id = l.order_id WHERE o.number LIKE %s
+                       coalesce(sum(r.quantity) FILTER (WHERE r.status = 'active'), 0) AS reserved
+                FROM orders_orderline l
+                JOIN orders_order o ON o.id = l.order_id
+                LEFT JOIN inventory_reservation r ON r.order_line_id = l.id
+                WHERE o.number LIKE %s
+                GROUP BY l.id
+            ), per_order AS (
+                SELECT order_id, bool_or(reserved <> quantity) AS partial, bool_or(reserved > 0) AS holding
+                FROM per_line GROUP BY order_id
             )
             SELECT o.status, count(*),
-                   count(*) FILTER (WHERE (o.status = 'allocated' AND EXISTS (
-                           SELECT 1 FROM line WHERE line.order_id = o.id AND line.reserved <> line.quantity))
-                       OR (o.status <> 'allocated' AND EXISTS (
-                           SELECT 1 FROM line WHERE line.order_id = o.id AND line.reserved > 0)))
-            FROM orders_order o WHERE o.number LIKE %s GROUP BY o.status
+                   count(*) FILTER (WHERE (o.status = 'allocated' AND p.partial)
+                                       OR (o.status <> 'allocated' AND p.holding))
+            FROM orders_order o LEFT JOIN per_order p ON p.order_id = o.id
+            WHERE o.number LIKE %s GROUP BY o.status
         """, [f"{prefix}%", f"{prefix}%"])
         rows = cursor.fetchall()
     return Counter({status: n for status, n, _ in rows}), sum(bad for _, _, bad in rows)

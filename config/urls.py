@@ -1,14 +1,15 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config.health import healthz
 
-admin.site.site_header = "Order Hub 订单中台"
+admin.site.site_header = _("Order Hub 订单中台")
 admin.site.site_title = "Order Hub"
-admin.site.index_title = "工作台"
+admin.site.index_title = _("工作台")
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

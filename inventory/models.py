@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from config.actors import Source
 
@@ -39,7 +40,7 @@ class Warehouse(models.Model):
 
     class Meta:
         verbose_name = _("仓库")
-        verbose_name_plural = _("仓库")
+        verbose_name_plural = pgettext_lazy("plural", "仓库")
         ordering = ["priority", "id"]
 
     def __str__(self) -> str:
@@ -60,7 +61,7 @@ class Sku(models.Model):
 
     class Meta:
         verbose_name = _("SKU")
-        verbose_name_plural = _("SKU")
+        verbose_name_plural = pgettext_lazy("plural", "SKU")
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -74,7 +75,7 @@ class SkuMapping(models.Model):
 
     class Meta:
         verbose_name = _("SKU 映射")
-        verbose_name_plural = _("SKU 映射")
+        verbose_name_plural = pgettext_lazy("plural", "SKU 映射")
         constraints = [
             models.UniqueConstraint(fields=["shop", "platform_sku_id"], name="uniq_sku_mapping_per_shop"),
         ]
@@ -96,7 +97,7 @@ class StockLevel(models.Model):
 
     class Meta:
         verbose_name = _("库存")
-        verbose_name_plural = _("库存")
+        verbose_name_plural = pgettext_lazy("plural", "库存")
         constraints = [
             models.UniqueConstraint(fields=["warehouse", "sku"], name="uniq_stock_level"),
             models.CheckConstraint(condition=Q(reserved__gte=0), name="stock_reserved_not_negative"),
@@ -133,7 +134,7 @@ class Reservation(models.Model):
 
     class Meta:
         verbose_name = _("库存预占")
-        verbose_name_plural = _("库存预占")
+        verbose_name_plural = pgettext_lazy("plural", "库存预占")
         constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="reservation_quantity_positive")]
         indexes = [models.Index(fields=["stock_level", "status"])]
 
@@ -169,7 +170,7 @@ class StockMove(models.Model):
 
     class Meta:
         verbose_name = _("库存流水")
-        verbose_name_plural = _("库存流水")
+        verbose_name_plural = pgettext_lazy("plural", "库存流水")
         ordering = ["-id"]
 
     def __str__(self) -> str:
@@ -196,7 +197,7 @@ class RoutingRule(models.Model):
 
     class Meta:
         verbose_name = _("分仓规则")
-        verbose_name_plural = _("分仓规则")
+        verbose_name_plural = pgettext_lazy("plural", "分仓规则")
         ordering = ["position", "id"]
 
     def __str__(self) -> str:

@@ -1,12 +1,12 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class OrdersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "orders"
-    verbose_name = _("订单")
+    verbose_name = pgettext_lazy("app", "订单")
 
     def ready(self) -> None:
         from config import roles

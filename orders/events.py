@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from config.actors import Actor
 from orders.models import Order, OrderEvent
@@ -23,12 +24,21 @@ PUBLIC_KINDS = {
 }
 
 
+# How each kind reads on screen (translated); stored messages stay as recorded.
 KIND_LABELS = {
-    "created": "订单创建",
-    "held": "挂起",
-    "released": "解除挂起",
-    "note": "备注",
-    **PUBLIC_KINDS,
+    "created": _("订单创建"),
+    "paid": _("已付款"),
+    "allocated": _("仓库已接单"),
+    "held": _("挂起"),
+    "released": _("解除挂起"),
+    "packed": _("已打包"),
+    "shipped": _("已发货"),
+    "partially_shipped": _("部分商品已发货"),
+    "delivered": _("已签收"),
+    "completed": _("交易完成"),
+    "cancelled": _("订单已取消"),
+    "returned": _("已退货退款"),
+    "note": _("备注"),
 }
 
 

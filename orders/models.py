@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from config.actors import Source
@@ -47,7 +48,7 @@ class Shop(models.Model):
 
     class Meta:
         verbose_name = _("店铺")
-        verbose_name_plural = _("店铺")
+        verbose_name_plural = pgettext_lazy("plural", "店铺")
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -62,7 +63,7 @@ class Customer(models.Model):
 
     class Meta:
         verbose_name = _("客户")
-        verbose_name_plural = _("客户")
+        verbose_name_plural = pgettext_lazy("plural", "客户")
         permissions = [("view_pii", _("可查看客户个人信息(手机号、地址)"))]
 
     def __str__(self) -> str:
@@ -154,7 +155,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
 
     class Meta:
         verbose_name = _("订单")
-        verbose_name_plural = _("订单")
+        verbose_name_plural = pgettext_lazy("plural", "订单")
         ordering = ["-placed_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["shop", "platform_order_id"], name="uniq_platform_order"),
@@ -236,7 +237,7 @@ class OrderLine(models.Model):
 
     class Meta:
         verbose_name = _("订单行")
-        verbose_name_plural = _("订单行")
+        verbose_name_plural = pgettext_lazy("plural", "订单行")
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(condition=Q(quantity__gt=0), name="order_line_quantity_positive"),
@@ -268,7 +269,7 @@ class OrderEvent(models.Model):
 
     class Meta:
         verbose_name = _("订单事件")
-        verbose_name_plural = _("订单事件")
+        verbose_name_plural = pgettext_lazy("plural", "订单事件")
         ordering = ["occurred_at", "id"]
 
     def __str__(self) -> str:

@@ -15,6 +15,7 @@ from typing import Callable
 import phonenumbers
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransition, can_proceed
 
 from config import notify
@@ -27,16 +28,16 @@ from orders.models import Customer, HoldReason, Order, OrderLine, OrderStatus, S
 from orders.platforms.base import NormalizedOrder
 
 TRANSITION_LABELS = {
-    "pay": "确认付款",
-    "allocate": "分仓预占",
-    "hold": "挂起",
-    "release": "解除挂起",
-    "pack": "打包",
-    "ship": "发货",
-    "deliver": "确认签收",
-    "complete": "完成",
-    "cancel": "取消",
-    "mark_returned": "标记退货",
+    "pay": _("确认付款"),
+    "allocate": _("分仓预占"),
+    "hold": _("挂起"),
+    "release": _("解除挂起"),
+    "pack": _("打包"),
+    "ship": _("发货"),
+    "deliver": _("确认签收"),
+    "complete": _("完成"),
+    "cancel": _("取消"),
+    "mark_returned": _("标记退货"),
 }
 
 

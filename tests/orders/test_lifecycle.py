@@ -170,3 +170,42 @@ def test_public_timeline_reads_in_order(system):
     order = drive(S.DELIVERED, system)
     public = list(order.events.filter(is_public=True).values_list("kind", flat=True))
     assert public == ["created", "paid", "allocated", "packed", "shipped", "delivered"]
+
+
+@pytest.mark.parametrize("quantity", [-1, 0, "2"])
+def test_order_with_a_bad_line_quantity_is_refused_and_nothing_stored(system, quantity):
+    from decimal import Decimal
+
+    from orders.models import OrderLine
+    from orders.platforms.base import NormalizedLine, NormalizedOrder
+    from tests.factories import ShopFactory
+
+    data = NormalizedOrder(platform_order_id="BAD-1", paid=True, paid_amount=Decimal("10"),
+                           lines=[NormalizedLine(title="杯子", quantity=quantity, sku_code="X")])
+    with pytest.raises(InvalidInput) as excinfo:
+        services.order_create(shop=ShopFactory(), data=data, actor=system)
+    assert "第 1 行" in excinfo.value.message
+    assert (Order.objects.count(), OrderLine.objects.count(), OrderEvent.objects.count()) == (0, 0, 0)
+
+
+def test_negative_amount_is_refused_and_nothing_stored(system):
+    from decimal import Decimal
+
+    from orders.platforms.base import NormalizedOrder
+    from tests.factories import ShopFactory
+
+    data = NormalizedOrder(platform_order_id="BAD-2", paid_amount=Decimal("-5"))
+    with pytest.raises(InvalidInput):
+        services.order_create(shop=ShopFactory(), data=data, actor=system)
+    assert Order.objects.count() == 0
+
+
+def test_the_same_platform_order_cannot_be_created_twice(system):
+    from tests.factories import ShopFactory
+
+    shop = ShopFactory()
+    make_order(shop=shop, platform_order_id="DUP-1")
+    with pytest.raises(InvalidInput) as excinfo:
+        make_order(shop=shop, platform_order_id="DUP-1")
+    assert excinfo.value.code == "duplicate"
+    assert Order.objects.filter(platform_order_id="DUP-1").count() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from datetime import timedelta
 from decimal import Decimal
@@ -183,7 +184,8 @@ def test_seed_demo_customer_has_orders_on_several_channels(seed_output):
 
 def test_seed_prints_logins_urls_and_the_summary(seed_output):
     assert "orderhub-demo" in seed_output
-    for url in ["http://127.0.0.1:8000/admin/", "/api/v1/", "/api/docs/", "/h5/"]:
+    base = f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"
+    for url in [f"{base}/admin/", f"{base}/api/v1/", f"{base}/api/docs/", f"{base}/healthz"]:
         assert url in seed_output
     assert "inventory audit OK" in seed_output
     assert f"{SEED_ORDERS} orders" in seed_output
