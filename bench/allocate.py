@@ -362,7 +362,7 @@ def worker(kind: str, url: str, order_ids: list[int], raw_ctx: RawContext | None
 
         barrier.wait(timeout=120)
         latencies, outcomes, errors = [], Counter(), []
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         for order_id in order_ids:
             t0 = time.perf_counter()
             try:
@@ -371,9 +371,9 @@ def worker(kind: str, url: str, order_ids: list[int], raw_ctx: RawContext | None
                 errors.append(f"order {order_id}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
                 continue
             latencies.append(time.perf_counter() - t0)
-        finished = time.monotonic()
+        finished, cpu = time.monotonic(), time.process_time() - cpu_started
         results.put({"latencies": latencies, "outcomes": dict(outcomes), "errors": errors,
-                     "started": started, "finished": finished})
+                     "started": started, "finished": finished, "cpu": cpu})
     except BaseException as exc:  # noqa: BLE001
         results.put({"fatal": f"{type(exc).__name__}: {exc}"})
         raise
@@ -393,6 +393,7 @@ class RunStats:
     latencies: list[float]
     outcomes: Counter
     errors: list[str]
+    cpu: float  # client-side (Python) CPU seconds, all workers together
 
     @property
     def per_second(self) -> float:
@@ -426,6 +427,7 @@ def run(kind: str, url: str, order_ids: list[int], workers: int, raw_ctx: RawCon
         latencies=sorted(x for r in reports for x in r["latencies"]),
         outcomes=outcomes,
         errors=[e for r in reports for e in r["errors"]],
+        cpu=sum(r["cpu"] for r in reports),
     )
 
 
@@ -497,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base_url = _common.require_postgres_url(SCRIPT)
     name = args.database or f"{_common.database_name(base_url) or 'orderhub'}_bench"
+    if name in {_common.database_name(base_url), "postgres", "template0", "template1"}:
+        raise _common.BenchError(SCRIPT, f"refusing to wipe database {name!r}: the bench needs a database of its own")
     url = _common.with_database(base_url, name)
     created = _common.ensure_database(url, SCRIPT)
     _common.setup_django(url)
@@ -505,7 +509,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if connection.vendor != "postgresql":
         raise _common.BenchError(SCRIPT, f"needs PostgreSQL, got {connection.vendor}")
-    print(f"database: {name}" + (" (created)" if created else ""), flush=True)
+    print(f"database: {name}" + (" (created)" if created else "")
+          + f"; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     t0 = time.monotonic()
     call_command("migrate", verbosity=0, interactive=False)
     wipe()
@@ -548,17 +553,20 @@ def main(argv: list[str] | None = None) -> int:
     dj = run("django", url, django_ids[1:], args.workers)
     print(f"django: {dj.orders} orders, {args.workers} workers in {dj.seconds:.1f} s: {dj.per_second:.0f} allocations/s, "
           f"p50 {dj.ms(50):.1f} ms, p95 {dj.ms(95):.1f} ms, p99 {dj.ms(99):.1f} ms; "
-          f"allocated {dj.outcomes['allocated']}, on_hold {dj.outcomes['on_hold']}, errors {len(dj.errors)}", flush=True)
+          f"allocated {dj.outcomes['allocated']}, on_hold {dj.outcomes['on_hold']}, errors {len(dj.errors)}; "
+          f"client CPU {dj.cpu / dj.orders * 1000:.1f} ms/allocation", flush=True)
     raw = run("raw", url, raw_ids[1:], args.workers, raw_ctx)
     print(f"raw:    {raw.orders} orders, {args.workers} workers in {raw.seconds:.1f} s: {raw.per_second:.0f} allocations/s, "
           f"p50 {raw.ms(50):.1f} ms, p95 {raw.ms(95):.1f} ms, p99 {raw.ms(99):.1f} ms; "
-          f"allocated {raw.outcomes['allocated']}, on_hold {raw.outcomes['on_hold']}, errors {len(raw.errors)}", flush=True)
+          f"allocated {raw.outcomes['allocated']}, on_hold {raw.outcomes['on_hold']}, errors {len(raw.errors)}; "
+          f"client CPU {raw.cpu / raw.orders * 1000:.1f} ms/allocation", flush=True)
     for label, stats in (("django", dj), ("raw", raw)):
         for line in stats.errors[:5]:
             print(f"  {label} error: {line}")
     ratio = dj.per_second / raw.per_second if raw.per_second else 0.0
     print(f"ratio django/raw: {ratio:.0%} (goal ≥ 50%)")
 
+    t_checks = time.monotonic()
     oversell = oversold_pools()
     states_dj, bad_dj = order_states("BD")
     states_raw, bad_raw = order_states("BR")
@@ -569,7 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in problems[:10]:
         print(f"  audit: {line}")
     audit_text = "audit ok" if not problems else f"audit FAILED ({len(problems)} problems)"
-    print(f"{audit_text} over {len(spec.stock) * 2} pools; total {time.monotonic() - t0:.0f} s")
+    print(f"{audit_text} over {len(spec.stock) * 2} pools (checks {time.monotonic() - t_checks:.1f} s); "
+          f"total {time.monotonic() - t0:.0f} s")
     print(f"{SCRIPT}: {dj.orders} orders, {args.workers} workers: {dj.per_second:.0f}/s "
           f"(p50 {dj.ms(50):.1f} ms, p99 {dj.ms(99):.0f} ms), raw {raw.per_second:.0f}/s, ratio {ratio:.0%}, "
           f"oversell {oversell}, {audit_text}")

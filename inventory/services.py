@@ -223,23 +223,25 @@ def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
     warehouse_ids = {w.id for w in fallback} | {w.id for choices in rule_choices.values() for w, _ in choices}
     sku_ids = {line.sku_id for line in lines}
 
-    # Lock every pool this order could draw from, in id order (the global lock order).
-    # of=("self",): lock only the pool rows, not the joined warehouse and SKU rows — a
-    # plain FOR UPDATE over the join locks those too, out of pool order (deadlocks between
-    # orders sharing a warehouse) and serialises every allocation in a warehouse.
-    pools = {
-        (p.warehouse_id, p.sku_id): p
-        for p in StockLevel.objects.select_for_update(of=("self",))
-        .filter(warehouse_id__in=warehouse_ids, sku_id__in=sku_ids)
-        .select_related("warehouse", "sku")
-        .order_by("id")
-    }
-    available = {key: p.on_hand - p.reserved for key, p in pools.items()}
     by_priority = sorted(fallback, key=lambda w: (w.priority, w.id))
     warehouses = {w.id: w for w in fallback}
     for choices in rule_choices.values():
         for w, _ in choices:
             warehouses[w.id] = w
+
+    # Lock every pool this order could draw from, in id order (the global lock order).
+    # of=("self",): lock only the pool rows, never joined rows (a lock over a join would
+    # take warehouse/SKU rows out of pool order). Only the counts are read: the warehouses
+    # and SKUs are already in hand, and this query runs under every allocation.
+    skus = {line.sku_id: line.sku for line in lines}
+    pools = {}
+    for p in (StockLevel.objects.select_for_update(of=("self",))
+              .filter(warehouse_id__in=warehouse_ids, sku_id__in=sku_ids)
+              .only("id", "warehouse_id", "sku_id", "on_hand", "reserved")
+              .order_by("id")):
+        p.warehouse, p.sku = warehouses[p.warehouse_id], skus[p.sku_id]
+        pools[(p.warehouse_id, p.sku_id)] = p
+    available = {key: p.on_hand - p.reserved for key, p in pools.items()}
 
     plan: list[tuple[OrderLine, int, int]] = []  # (line, warehouse id, quantity)
     chosen: list[int] = []
@@ -302,16 +304,18 @@ def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
         result.rules.clear()
         return result
 
-    # Write: one guarded UPDATE per pool, then reservations and ledger rows in bulk.
+    # Write: the pools in one UPDATE (the rows are locked and were re-read under the lock;
+    # the check constraint 0 <= reserved <= on_hand refuses any oversell in the same
+    # statement), then reservations and ledger rows in bulk.
     lead_hours = settings.ORDERHUB["LEAD_TIME_RESERVATION_HOURS"]
-    per_pool: dict[tuple[int, int], int] = defaultdict(int)
+    touched = {}
     for line, wid, qty in plan:
-        per_pool[(wid, line.sku_id)] += qty
-    for key in sorted(per_pool, key=lambda k: pools[k].id):
-        pool, qty = pools[key], per_pool[key]
-        updated = StockLevel.objects.filter(pk=pool.pk, on_hand__gte=F("reserved") + qty).update(reserved=F("reserved") + qty)
-        if updated != 1:  # cannot happen under the row lock; refuse rather than oversell
-            raise InsufficientStock(f"{pool.warehouse.name} {pool.sku.code} 库存不足")
+        pool = pools[(wid, line.sku_id)]
+        pool.reserved += qty
+        touched[pool.pk] = pool
+    if any(pool.reserved > pool.on_hand for pool in touched.values()):  # cannot happen under the lock
+        raise InsufficientStock("库存不足")
+    StockLevel.objects.bulk_update(sorted(touched.values(), key=lambda p: p.pk), ["reserved"])
     reservations = [
         Reservation(
             order_line=line,
@@ -322,12 +326,17 @@ def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
         for line, wid, qty in plan
     ]
     Reservation.objects.bulk_create(reservations)
+    # Ledger rows carry the running counts, so replay each pool's reservations in order.
+    running = {pk: pool.reserved - sum(r.quantity for r in reservations if r.stock_level_id == pk)
+               for pk, pool in touched.items()}
     moves = []
     for reservation in reservations:
         pool = reservation.stock_level
-        pool.reserved += reservation.quantity
-        moves.append(_move(pool, StockMove.Kind.RESERVE, actor=actor, reserved_delta=reservation.quantity,
-                           reservation=reservation, order_id=order.pk, reason=f"订单 {order.number} 预占"))
+        running[pool.pk] += reservation.quantity
+        move = _move(pool, StockMove.Kind.RESERVE, actor=actor, reserved_delta=reservation.quantity,
+                     reservation=reservation, order_id=order.pk, reason=f"订单 {order.number} 预占")
+        move.reserved_after = running[pool.pk]
+        moves.append(move)
     StockMove.objects.bulk_create(moves)
     _check_safety_stock({r.stock_level for r in reservations})
     result.reservations = reservations

@@ -295,7 +295,7 @@ class OrderAdmin(admin.ModelAdmin):
     change_form_template = "admin/orders/order/change_form.html"
     inlines = (OrderLineInline, OrderEventInline)
     list_display = ("number", "shop", "platform", "platform_order_id", "status_display", "hold_reason",
-                    "amount", "receiver", "phone", "placed_at")
+                    "amount", "receiver_name_display", "receiver_phone_display", "placed_at")
     list_select_related = ("shop", "customer")
     list_filter = ("status", "shop", "shop__platform", "hold_reason", "placed_at", ReservationWarehouseFilter)
     search_fields = ("number", "platform_order_id", "receiver_phone", "lines__sku__code")
@@ -366,14 +366,6 @@ class OrderAdmin(admin.ModelAdmin):
     @admin.display(description=_("实付金额"), ordering="paid_amount")
     def amount(self, obj):
         return f"{obj.paid_amount} {obj.currency}"
-
-    @admin.display(description=_("收件人"))
-    def receiver(self, obj):
-        return _pii(obj, obj.receiver_name, "name")
-
-    @admin.display(description=_("收件电话"))
-    def phone(self, obj):
-        return _pii(obj, obj.receiver_phone, "phone")
 
     @admin.display(description=_("收件人"))
     def receiver_name_display(self, obj):
