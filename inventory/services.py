@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Iterable
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from config import notify

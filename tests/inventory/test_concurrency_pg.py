@@ -9,12 +9,10 @@ what keeps the stock right — not a test transaction wrapped around everything.
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter, defaultdict
 from typing import Callable
 
 import pytest
-from django.db import connection
 from django.db.models import Sum
 
 from config.actors import Actor, Source
@@ -22,38 +20,12 @@ from inventory.audit import audit
 from inventory.models import Reservation, StockLevel, StockMove
 from orders import services
 from orders.models import HoldReason, Order, OrderLine, OrderStatus as S
+from tests.concurrency import run_together
 from tests.factories import SkuFactory, WarehouseFactory, make_order, staff, stock
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 SYSTEM = Actor.system("concurrency-test", source=Source.JOB)
-
-
-def run_together(calls: list[Callable[[], object]], *, timeout: float = 60) -> list[tuple[str, object]]:
-    """Run every call in its own thread (own connection), all released at once.
-
-    Returns one ("ok", value) or ("error", exception) per call, in order.
-    """
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[tuple[str, object] | None] = [None] * len(calls)
-
-    def worker(i: int, call: Callable[[], object]) -> None:
-        try:
-            connection.ensure_connection()  # connect before the start line, so the race is the work
-            barrier.wait(timeout=timeout)
-            outcomes[i] = ("ok", call())
-        except BaseException as exc:  # noqa: BLE001 - reported to the test, which fails on it
-            outcomes[i] = ("error", exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, call), daemon=True) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), "a worker is stuck (lock wait?)"
-    return outcomes  # type: ignore[return-value]
 
 
 def allocate(order: Order) -> Callable[[], Order]:

@@ -8,11 +8,10 @@ order, which is what protects any path that does not lock.
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Sum
 from django_fsm import ConcurrentTransition
 
@@ -22,34 +21,11 @@ from inventory.models import Reservation, StockLevel, StockMove
 from orders import services
 from orders.errors import ConcurrentUpdate, DomainError, TransitionNotAllowed
 from orders.models import Order, OrderEvent, OrderStatus as S
+from tests.concurrency import run_together
 from tests.factories import SkuFactory, WarehouseFactory, make_order, staff, stock
 
 SYSTEM = Actor.system("concurrency-test")
 LOSER_CODES = {"transition_not_allowed", "concurrent_update"}
-
-
-def run_together(calls: list[Callable[[], object]], *, timeout: float = 30) -> list[tuple[str, object]]:
-    """Run every call in its own thread (own connection), all released at once by a barrier."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[tuple[str, object] | None] = [None] * len(calls)
-
-    def worker(i: int, call: Callable[[], object]) -> None:
-        try:
-            connection.ensure_connection()
-            barrier.wait(timeout=timeout)
-            outcomes[i] = ("ok", call())
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            outcomes[i] = ("error", exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, call), daemon=True) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), "a worker is stuck"
-    return outcomes  # type: ignore[return-value]
 
 
 def one_winner(outcomes, order: Order) -> tuple[int, DomainError]:
