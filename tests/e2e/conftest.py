@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
@@ -41,9 +42,13 @@ def browser_page():
             context.close()
         finally:
             browser.close()
+            # While Playwright's loop runs, the test's ORM calls get a connection of their
+            # own (asgiref's context-local); close it here, in that same context.
+            connections.close_all()
 
 
 @pytest.fixture
 def results_dir() -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     return RESULTS_DIR
+
