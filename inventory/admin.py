@@ -20,28 +20,11 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from config.actors import Actor, Source
+from config.admin_tools import ReadOnlyAdminMixin, admin_actor
 from inventory import services
 from inventory.forms import RoutingRuleForm, StockOperationForm
 from inventory.models import Reservation, RoutingRule, Sku, SkuMapping, StockLevel, StockMove, Warehouse
 from orders.errors import DomainError
-
-
-def admin_actor(request) -> Actor:
-    return Actor.of(request.user, Source.ADMIN)
-
-
-class ReadOnlyAdminMixin:
-    """History, not data entry: visible to those who may view, changeable by nobody."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Warehouse)

@@ -20,7 +20,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from config.actors import Actor, Source
+from config.admin_tools import ReadOnlyAdminMixin, admin_actor
 from inventory.models import Reservation, Warehouse
 from orders import selectors, services
 from orders.errors import DomainError
@@ -44,9 +44,6 @@ STATUS_COLORS = {
     OrderStatus.RETURNED: "#b02a37",
 }
 
-
-def admin_actor(request) -> Actor:
-    return Actor.of(request.user, Source.ADMIN)
 
 
 def _with_pii_flag(queryset, request):
@@ -182,7 +179,7 @@ class ReservationWarehouseFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=order_ids)
 
 
-class OrderLineInline(admin.TabularInline):
+class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderLine
     fields = ("sku", "platform_sku_id", "title", "quantity", "unit_price", "discount_amount", "is_gift", "reservation_summary")
     readonly_fields = fields
@@ -195,22 +192,13 @@ class OrderLineInline(admin.TabularInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("sku").prefetch_related("reservations__stock_level__warehouse")
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     @admin.display(description=_("预占"))
     def reservation_summary(self, line):
         parts = [f"{r.stock_level.warehouse.name} ×{r.quantity}({r.get_status_display()})" for r in line.reservations.all()]
         return ";".join(parts) or "-"
 
 
-class OrderEventInline(admin.TabularInline):
+class OrderEventInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderEvent
     fields = ("occurred_at", "event_kind", "from_status", "to_status", "message", "actor_label", "source", "is_public")
     readonly_fields = fields
@@ -223,15 +211,6 @@ class OrderEventInline(admin.TabularInline):
     @admin.display(description=_("事件"))
     def event_kind(self, event):
         return event.kind_label
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class OrderAdminForm(forms.ModelForm):
