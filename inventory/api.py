@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import BasePermission, IsAuthenticated
 
 from inventory.models import StockLevel
+from inventory.selectors import stock_level_list
 from inventory.serializers import StockFilterSerializer, StockLevelOutputSerializer
 from orders.serializers import ErrorOutputSerializer
 
@@ -20,18 +20,6 @@ class CanViewStock(BasePermission):
     def has_permission(self, request, view) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.has_perm("inventory.view_stocklevel"))
-
-
-def stock_level_list(*, sku: str | None = None, warehouse: str | None = None, category: str | None = None) -> QuerySet[StockLevel]:
-    """Pools by warehouse priority then SKU code, filtered by codes and category."""
-    qs = StockLevel.objects.select_related("warehouse", "sku")
-    if sku:
-        qs = qs.filter(sku__code=sku)
-    if warehouse:
-        qs = qs.filter(warehouse__code=warehouse)
-    if category:
-        qs = qs.filter(sku__category=category)
-    return qs.order_by("warehouse__priority", "warehouse__id", "sku__code", "id")
 
 
 @extend_schema(
