@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -20,3 +21,16 @@ def exception_handler(exc, context):
         else:
             response.data = {"code": code, "detail": str(detail)}
     return response
+
+
+def holds_permission(perm: str, message: str) -> type[BasePermission]:
+    """A DRF permission class: signed in and holding the Django permission `perm`."""
+
+    class HoldsPermission(BasePermission):
+        def has_permission(self, request, view) -> bool:
+            user = request.user
+            return bool(user and user.is_authenticated and user.has_perm(perm))
+
+    HoldsPermission.message = message
+    HoldsPermission.__name__ = HoldsPermission.__qualname__ = f"Holds_{perm.replace('.', '_')}"
+    return HoldsPermission

@@ -158,8 +158,20 @@ class StockLevelAdmin(admin.ModelAdmin):
         return pool
 
 
+class PoolColumnsMixin:
+    """Warehouse and SKU columns for rows that point at a pool (reservations, ledger moves)."""
+
+    @admin.display(description=_("仓库"), ordering="stock_level__warehouse__priority")
+    def warehouse(self, obj):
+        return obj.stock_level.warehouse.name
+
+    @admin.display(description=_("SKU"), ordering="stock_level__sku__code")
+    def sku(self, obj):
+        return obj.stock_level.sku.code
+
+
 @admin.register(Reservation)
-class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReservationAdmin(PoolColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "order_link", "sku", "warehouse", "quantity", "status", "expires_at", "created_at", "closed_at", "close_reason")
     list_filter = ("status", "stock_level__warehouse", "created_at")
     search_fields = ("order_line__order__number", "order_line__order__platform_order_id", "stock_level__sku__code")
@@ -170,17 +182,9 @@ class ReservationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         order = obj.order_line.order
         return format_html('<a href="{}">{}</a>', reverse("admin:orders_order_change", args=[order.pk]), order.number)
 
-    @admin.display(description=_("SKU"), ordering="stock_level__sku__code")
-    def sku(self, obj):
-        return obj.stock_level.sku.code
-
-    @admin.display(description=_("仓库"), ordering="stock_level__warehouse__priority")
-    def warehouse(self, obj):
-        return obj.stock_level.warehouse.name
-
 
 @admin.register(StockMove)
-class StockMoveAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class StockMoveAdmin(PoolColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The append-only ledger: no add, no change, no delete — not even for a superuser."""
 
     list_display = ("created_at", "warehouse", "sku", "kind", "on_hand_delta", "reserved_delta", "on_hand_after",
@@ -189,14 +193,6 @@ class StockMoveAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("order__number", "stock_level__sku__code", "reason", "actor_label")
     list_select_related = ("stock_level__warehouse", "stock_level__sku", "order")
     date_hierarchy = "created_at"
-
-    @admin.display(description=_("仓库"), ordering="stock_level__warehouse__priority")
-    def warehouse(self, obj):
-        return obj.stock_level.warehouse.name
-
-    @admin.display(description=_("SKU"), ordering="stock_level__sku__code")
-    def sku(self, obj):
-        return obj.stock_level.sku.code
 
 
 @admin.register(RoutingRule)

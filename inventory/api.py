@@ -4,22 +4,16 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 
+from config.api import holds_permission
 from inventory.models import StockLevel
 from inventory.selectors import stock_level_list
 from inventory.serializers import StockFilterSerializer, StockLevelOutputSerializer
 from orders.serializers import ErrorOutputSerializer
 
 
-class CanViewStock(BasePermission):
-    """Signed in and holding `inventory.view_stocklevel`."""
-
-    message = "没有查看库存的权限"
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.has_perm("inventory.view_stocklevel"))
+CanViewStock = holds_permission("inventory.view_stocklevel", "没有查看库存的权限")
 
 
 @extend_schema(

@@ -15,11 +15,12 @@ from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView, RetrieveAPIView
-from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.actors import Actor, Source
+from config.api import holds_permission
 from orders import selectors, services
 from orders.errors import InvalidInput
 from orders.models import Order, OrderLine
@@ -37,14 +38,7 @@ ERRORS = {
 }
 
 
-class CanViewOrders(BasePermission):
-    """Signed in and holding `orders.view_order` (every staff role has it)."""
-
-    message = "没有查看订单的权限"
-
-    def has_permission(self, request, view) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.has_perm("orders.view_order"))
+CanViewOrders = holds_permission("orders.view_order", "没有查看订单的权限")  # every staff role has it
 
 
 class _ApiContextMixin:
