@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from rest_framework import serializers
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from orders.errors import DomainError
+from config.errors import DomainError
 
 
 def exception_handler(exc, context):
@@ -34,3 +35,11 @@ def holds_permission(perm: str, message: str) -> type[BasePermission]:
     HoldsPermission.message = message
     HoldsPermission.__name__ = HoldsPermission.__qualname__ = f"Holds_{perm.replace('.', '_')}"
     return HoldsPermission
+
+
+class ErrorOutputSerializer(serializers.Serializer):
+    """Every refusal: a stable code and a human message (validation errors add `errors`)."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(required=False, child=serializers.ListField(child=serializers.CharField()))

@@ -24,7 +24,7 @@ from config.admin_tools import ReadOnlyAdminMixin, admin_actor
 from inventory import services
 from inventory.forms import RoutingRuleForm, StockOperationForm
 from inventory.models import Reservation, RoutingRule, Sku, SkuMapping, StockLevel, StockMove, Warehouse
-from orders.errors import DomainError
+from config.errors import DomainError
 
 
 @admin.register(Warehouse)

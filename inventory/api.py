@@ -10,7 +10,7 @@ from config.api import holds_permission
 from inventory.models import StockLevel
 from inventory.selectors import stock_level_list
 from inventory.serializers import StockFilterSerializer, StockLevelOutputSerializer
-from orders.serializers import ErrorOutputSerializer
+from config.api import ErrorOutputSerializer
 
 
 CanViewStock = holds_permission("inventory.view_stocklevel", "没有查看库存的权限")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from datetime import datetime
 
-from inventory.models import StockLevel
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from inventory.models import Reservation, StockLevel
 
 
 def stock_level_list(*, sku: str | None = None, warehouse: str | None = None, category: str | None = None) -> QuerySet[StockLevel]:
@@ -17,3 +20,13 @@ def stock_level_list(*, sku: str | None = None, warehouse: str | None = None, ca
     if category:
         qs = qs.filter(sku__category=category)
     return qs.order_by("warehouse__priority", "warehouse__id", "sku__code", "id")
+
+
+def expired_reservation_order_ids(*, now: datetime | None = None) -> list[int]:
+    now = now or timezone.now()
+    return sorted(
+        set(
+            Reservation.objects.filter(status=Reservation.Status.ACTIVE, expires_at__lte=now)
+            .values_list("order_line__order_id", flat=True)
+        )
+    )

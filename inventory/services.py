@@ -22,7 +22,7 @@ from config import notify
 from config.actors import Actor
 from inventory import conditions
 from inventory.models import Reservation, RoutingRule, Sku, StockLevel, StockMove, Warehouse
-from orders.errors import InsufficientStock, InvalidInput, NotPermitted
+from config.errors import InsufficientStock, InvalidInput, NotPermitted
 
 if TYPE_CHECKING:
     from orders.models import Order, OrderLine
@@ -394,13 +394,3 @@ def confirm_order_reservations(*, order: "Order", actor: Actor) -> int:
     """Lead-time stock confirmed (transfer booked): its reservations no longer expire."""
     _require(actor, "inventory.confirm_reservation", "确认备货预占")
     return _active_reservations(order).filter(expires_at__isnull=False).update(expires_at=None)
-
-
-def expired_reservation_order_ids(*, now: datetime | None = None) -> list[int]:
-    now = now or timezone.now()
-    return sorted(
-        set(
-            Reservation.objects.filter(status=Reservation.Status.ACTIVE, expires_at__lte=now)
-            .values_list("order_line__order_id", flat=True)
-        )
-    )

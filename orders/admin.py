@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from config.admin_tools import ReadOnlyAdminMixin, admin_actor
 from inventory.models import Reservation, Warehouse
 from orders import selectors, services
-from orders.errors import DomainError
+from config.errors import DomainError
 from orders.masking import mask_address, mask_name, mask_phone
 from orders.models import Customer, HoldReason, Order, OrderEvent, OrderLine, OrderStatus, Shop
 

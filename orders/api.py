@@ -20,12 +20,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.actors import Actor, Source
-from config.api import holds_permission
+from config.api import ErrorOutputSerializer, holds_permission
 from orders import selectors, services
-from orders.errors import InvalidInput
+from config.errors import InvalidInput
 from orders.models import Order, OrderLine
 from orders.serializers import (
-    ErrorOutputSerializer,
     OrderDetailOutputSerializer,
     OrderFilterSerializer,
     OrderListOutputSerializer,

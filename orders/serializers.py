@@ -173,10 +173,3 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SPACE_OFFSET = re.compile(r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$")
 
 
-class ErrorOutputSerializer(serializers.Serializer):
-    """Every refusal: a stable code and a human message (validation errors add `errors`)."""
-
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    errors = serializers.DictField(required=False, child=serializers.ListField(child=serializers.CharField()))
-

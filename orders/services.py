@@ -23,7 +23,7 @@ from config.actors import Actor
 from inventory import services as inventory
 from inventory.models import Reservation, Sku, SkuMapping, Warehouse
 from orders import events
-from orders.errors import ConcurrentUpdate, InvalidInput, NotPermitted, TransitionNotAllowed, UnknownTransition
+from config.errors import ConcurrentUpdate, InvalidInput, NotPermitted, TransitionNotAllowed, UnknownTransition
 from orders.models import Customer, HoldReason, Order, OrderLine, OrderStatus, Shop
 from orders.platforms.base import NormalizedOrder
 

@@ -10,8 +10,9 @@ from django.db.models import F, Sum
 
 from config.actors import Actor, Source
 from inventory.models import StockLevel
+from inventory.selectors import expired_reservation_order_ids
 from orders import services
-from orders.errors import DomainError
+from config.errors import DomainError
 from orders.models import HoldReason, Order, OrderLine, OrderStatus
 
 logger = logging.getLogger(__name__)
@@ -74,3 +75,28 @@ def retry_stock_short_orders(*, limit: int = 200) -> int:
     if allocated:
         logger.info("stock short retry: %d order(s) allocated", allocated)
     return allocated
+
+
+def expire_lead_time_reservations() -> int:
+    """Release lead-time reservations not confirmed in time (24 h by default) and hold their
+    orders with reason `reservation_expired`. Returns how many orders were processed.
+
+    Each order is re-read and handled in its own transaction by the service, which
+    re-checks for expired reservations under the row lock, so a second run (or two
+    overlapping runs) changes nothing more.
+    """
+    actor = Actor.system("reservation_expiry", source=Source.JOB)
+    done = 0
+    for order_id in expired_reservation_order_ids():
+        order = Order.objects.filter(pk=order_id).first()
+        if order is None:
+            continue
+        try:
+            services.order_expire_reservations(order=order, actor=actor)
+        except DomainError as exc:  # one stuck order must not stop the others
+            logger.warning("reservation expiry: order %s skipped: %s", order_id, exc)
+            continue
+        done += 1
+    if done:
+        logger.info("reservation expiry: released the reservations of %d order(s)", done)
+    return done

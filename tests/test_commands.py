@@ -44,7 +44,7 @@ def test_setup_schedules_creates_the_jobs_with_importable_functions():
     schedules = _schedules()
     expiry = schedules["reservation expiry"]
     assert (expiry.func, expiry.schedule_type, expiry.minutes) == (
-        "inventory.tasks.expire_lead_time_reservations", Schedule.MINUTES, 10)
+        "orders.tasks.expire_lead_time_reservations", Schedule.MINUTES, 10)
     audit = schedules["inventory audit"]
     assert (audit.func, audit.schedule_type, audit.cron) == (
         "inventory.tasks.run_inventory_audit", Schedule.CRON, "30 2 * * *")
@@ -71,5 +71,5 @@ def test_setup_schedules_puts_back_a_changed_schedule():
     Schedule.objects.filter(name="reservation expiry").update(minutes=60, func="inventory.tasks.nothing")
     call_command("setup_schedules", stdout=StringIO())
     expiry = Schedule.objects.get(name="reservation expiry")
-    assert (expiry.minutes, expiry.func) == (10, "inventory.tasks.expire_lead_time_reservations")
+    assert (expiry.minutes, expiry.func) == (10, "orders.tasks.expire_lead_time_reservations")
     assert Schedule.objects.count() == 3

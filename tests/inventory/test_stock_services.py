@@ -7,7 +7,7 @@ from inventory import services
 from inventory.audit import audit
 from inventory.models import StockLevel, StockMove
 from orders import services as order_services
-from orders.errors import InvalidInput, NotPermitted
+from config.errors import InvalidInput, NotPermitted
 from tests.factories import SkuFactory, WarehouseFactory, make_order, staff, stock
 
 pytestmark = pytest.mark.django_db

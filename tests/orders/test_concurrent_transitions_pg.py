@@ -19,7 +19,7 @@ from config.actors import Actor, Source
 from inventory.audit import audit
 from inventory.models import Reservation, StockLevel, StockMove
 from orders import services
-from orders.errors import ConcurrentUpdate, DomainError, TransitionNotAllowed
+from config.errors import ConcurrentUpdate, DomainError, TransitionNotAllowed
 from orders.models import Order, OrderEvent, OrderStatus as S
 from tests.concurrency import run_together
 from tests.factories import SkuFactory, WarehouseFactory, make_order, staff, stock

@@ -5,7 +5,7 @@ import pytest
 from config.actors import Actor, Source
 from inventory.audit import audit
 from orders import services
-from orders.errors import NotPermitted, TransitionNotAllowed, UnknownTransition, InvalidInput
+from config.errors import NotPermitted, TransitionNotAllowed, UnknownTransition, InvalidInput
 from orders.models import Order, OrderEvent, OrderStatus as S
 from tests.factories import SkuFactory, WarehouseFactory, make_order, staff, stock
 

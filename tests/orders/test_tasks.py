@@ -11,10 +11,10 @@ from django.utils import timezone
 from inventory import services as inventory_services
 from inventory.audit import audit
 from inventory.models import Reservation, StockLevel
-from inventory.tasks import expire_lead_time_reservations, run_inventory_audit
+from inventory.tasks import run_inventory_audit
 from orders import services
 from orders.models import HoldReason, Order, OrderStatus
-from orders.tasks import retry_stock_short_orders
+from orders.tasks import expire_lead_time_reservations, retry_stock_short_orders
 from tests.factories import SkuFactory, WarehouseFactory, make_order, stock
 
 pytestmark = pytest.mark.django_db

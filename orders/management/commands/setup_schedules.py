@@ -12,7 +12,7 @@ from django_q.models import Schedule
 SCHEDULES: list[dict] = [
     {
         "name": "reservation expiry",
-        "func": "inventory.tasks.expire_lead_time_reservations",
+        "func": "orders.tasks.expire_lead_time_reservations",
         "schedule_type": Schedule.MINUTES,
         "minutes": 10,
     },
