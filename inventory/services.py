@@ -390,7 +390,36 @@ def consume_order_reservations(*, order: "Order", actor: Actor, at: datetime | N
     return _close(reservations, order=order, actor=actor, kind=StockMove.Kind.SHIP, reason="发货出库", at=at or timezone.now())
 
 
-def confirm_order_reservations(*, order: "Order", actor: Actor) -> int:
-    """Lead-time stock confirmed (transfer booked): its reservations no longer expire."""
-    _require(actor, "inventory.confirm_reservation", "确认备货预占")
-    return _active_reservations(order).filter(expires_at__isnull=False).update(expires_at=None)
+def confirm_order_reservations(*, order: "Order", actor: Actor, at: datetime | None = None,
+                               include_expired: bool = False) -> list[Reservation]:
+    """Lead-time stock confirmed (transfer booked, or goods packed): the order's active,
+    not yet expired lead-time reservations stop expiring. Returns them (locked).
+
+    Called only from an order service, which holds the order row lock and has checked
+    the actor's permission. Packing passes `include_expired`: goods in hand back even a
+    reservation whose time ran out before the expiry job reached it."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("confirm_order_reservations must run inside the order service's transaction")
+    at = at or timezone.now()
+    window = {"expires_at__isnull": False} if include_expired else {"expires_at__gt": at}
+    reservations = list(
+        _active_reservations(order).filter(**window).select_for_update(of=("self",))
+        .select_related("stock_level__warehouse", "stock_level__sku").order_by("id")
+    )
+    for reservation in reservations:
+        reservation.expires_at = None
+    Reservation.objects.bulk_update(reservations, ["expires_at"])
+    return reservations
+
+
+def release_expired_reservations(*, order: "Order", actor: Actor, at: datetime | None = None) -> list[Reservation]:
+    """Give back only the order's lead-time reservations whose time ran out; stock reserved
+    on hand (no expiry) stays reserved. Called only from an order service's transaction."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("release_expired_reservations must run inside the order service's transaction")
+    at = at or timezone.now()
+    reservations = list(
+        _active_reservations(order).filter(expires_at__isnull=False, expires_at__lte=at)
+        .select_for_update(of=("self",)).select_related("stock_level__warehouse", "stock_level__sku").order_by("id")
+    )
+    return _close(reservations, order=order, actor=actor, kind=StockMove.Kind.RELEASE, reason="备货预占过期", at=at)

@@ -25,7 +25,8 @@ from inventory.models import Reservation, Warehouse
 from orders import selectors, services
 from config.errors import DomainError
 from orders.masking import mask_address, mask_name, mask_phone
-from orders.models import Customer, HoldReason, Order, OrderEvent, OrderLine, OrderStatus, Shop
+from orders.models import Customer, Order, OrderEvent, OrderLine, OrderStatus, Shop
+from orders.transitions import ACTIONS, Param
 
 PII_FLAG = "viewer_may_see_pii"
 MASKERS = {"phone": mask_phone, "name": mask_name, "address": mask_address}
@@ -226,46 +227,34 @@ class OrderAdminForm(forms.ModelForm):
         fields: list[str] = []
 
 
-class HoldForm(forms.Form):
-    # The reasons a person decides on; the data reasons (stock short, unmapped SKU…) are set by the system.
-    reason = forms.ChoiceField(label=_("挂起原因"), initial=HoldReason.MANUAL, choices=[
-        (r.value, r.label) for r in (HoldReason.MANUAL, HoldReason.ADDRESS, HoldReason.RISK)])
-    note = forms.CharField(label=_("说明"), required=False, max_length=255)
+def _order_warehouses(order: Order) -> list[tuple[str, str]]:
+    warehouses = Warehouse.objects.filter(
+        stock_levels__reservations__order_line__order=order,
+        stock_levels__reservations__status=Reservation.Status.ACTIVE,
+    ).distinct().order_by("priority", "id")
+    return [("", _("全部仓库"))] + [(w.code, w.name) for w in warehouses]
 
 
-class ShipForm(forms.Form):
-    warehouse = forms.ChoiceField(label=_("发货仓"), required=False)
-    carrier = forms.CharField(label=_("快递公司"), required=False, max_length=50)
-    tracking_number = forms.CharField(label=_("运单号"), required=False, max_length=64)
-
-    def __init__(self, *args, order: Order, **kwargs):
-        super().__init__(*args, **kwargs)
-        warehouses = Warehouse.objects.filter(
-            stock_levels__reservations__order_line__order=order,
-            stock_levels__reservations__status=Reservation.Status.ACTIVE,
-        ).distinct().order_by("priority", "id")
-        self.fields["warehouse"].choices = [("", _("全部仓库"))] + [(w.code, w.name) for w in warehouses]
+def _field(param: Param, order: Order) -> forms.Field:
+    if param.kind == "choice":
+        return forms.ChoiceField(label=param.label, choices=param.choices, initial=param.choices[0][0],
+                                 required=param.required, help_text=param.help_text)
+    if param.kind == "warehouse":
+        return forms.ChoiceField(label=param.label, choices=_order_warehouses(order), required=param.required)
+    return forms.CharField(label=param.label, required=param.required, max_length=param.max_length,
+                           help_text=param.help_text)
 
 
-class ReasonForm(forms.Form):
-    reason = forms.CharField(label=_("原因"), required=False, max_length=200)
-
-
-class NoteForm(forms.Form):
-    note = forms.CharField(label=_("说明"), required=False, max_length=200)
-
-
-def transition_form(name: str, order: Order, prefix: str):
-    """The small form of parameters a transition accepts (None when it takes none)."""
-    if name == "hold":
-        return HoldForm(auto_id=f"id_{prefix}_%s")
-    if name == "ship":
-        return ShipForm(order=order, auto_id=f"id_{prefix}_%s")
-    if name in ("cancel", "mark_returned"):
-        return ReasonForm(auto_id=f"id_{prefix}_%s")
-    if name == "release":
-        return NoteForm(auto_id=f"id_{prefix}_%s")
-    return None
+def transition_form(name: str, order: Order, prefix: str) -> forms.Form | None:
+    """The small form of the inputs an action takes (None when it takes none), built from
+    the action table in `orders.transitions`."""
+    spec = ACTIONS[name]
+    if not spec.params:
+        return None
+    form = forms.Form(auto_id=f"id_{prefix}_%s")
+    for param in spec.params:
+        form.fields[param.name] = _field(param, order)
+    return form
 
 
 @admin.register(Order)

@@ -1,75 +1,147 @@
-"""Timeline events: one function per kind of thing that happens to an order."""
+"""Timeline events: one small function per kind of thing that happens to an order.
+
+Each writes one `OrderEvent`: `message` is the internal text for staff (it may name
+warehouses, staff and what they typed); whether the customer sees the event is decided by
+its kind (`orders.models.PUBLIC_WORDING`), and what they read is that fixed wording plus
+the safe data (carrier, tracking number), never `message`.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 
 from config.actors import Actor
-from orders.models import Order, OrderEvent
+from orders.models import PUBLIC_WORDING, EventKind, HoldReason, Order, OrderEvent
 
-# Which transitions the customer sees on their timeline, and how they read.
-PUBLIC_KINDS = {
-    "paid": "已付款",
-    "allocated": "仓库已接单",
-    "packed": "已打包",
-    "shipped": "已发货",
-    "partially_shipped": "部分商品已发货",
-    "delivered": "已签收",
-    "completed": "交易完成",
-    "cancelled": "订单已取消",
-    "returned": "已退货退款",
-}
+K = EventKind
 
 
-# How each kind reads on screen (translated); stored messages stay as recorded.
-KIND_LABELS = {
-    "created": _("订单创建"),
-    "paid": _("已付款"),
-    "allocated": _("仓库已接单"),
-    "held": _("挂起"),
-    "released": _("解除挂起"),
-    "packed": _("已打包"),
-    "shipped": _("已发货"),
-    "partially_shipped": _("部分商品已发货"),
-    "delivered": _("已签收"),
-    "completed": _("交易完成"),
-    "cancelled": _("订单已取消"),
-    "returned": _("已退货退款"),
-    "note": _("备注"),
-}
+def _record(*, order: Order, kind: EventKind, actor: Actor, message: str = "", from_status: str = "",
+            data: dict | None = None, at: datetime | None = None, to_status: str | None = None) -> OrderEvent:
+    return OrderEvent.objects.create(**event_fields(order=order, kind=kind, actor=actor, message=message,
+                                                    from_status=from_status, data=data, at=at, to_status=to_status))
 
 
-def record(*, order: Order, kind: str, actor: Actor, message: str = "", from_status: str = "",
-           to_status: str = "", is_public: bool | None = None, data: dict | None = None,
-           at: datetime | None = None) -> OrderEvent:
-    return OrderEvent.objects.create(
+def event_fields(*, order: Order, kind: EventKind, actor: Actor, message: str = "", from_status: str = "",
+                 data: dict | None = None, at: datetime | None = None, to_status: str | None = None) -> dict:
+    """The fields of one event row (bulk paths build unsaved `OrderEvent(**fields)`)."""
+    return dict(
         order=order,
-        kind=kind,
-        from_status=from_status,
-        to_status=to_status,
-        message=(message or PUBLIC_KINDS.get(kind, ""))[:500],
+        kind=K(kind).value,
+        from_status=from_status or "",
+        to_status=order.status if to_status is None else to_status,
+        message=message[:500],
         actor=actor.user,
         actor_label=actor.label,
         source=actor.source,
-        is_public=kind in PUBLIC_KINDS if is_public is None else is_public,
+        is_public=K(kind) in PUBLIC_WORDING,
         data=data or {},
         occurred_at=at or timezone.now(),
     )
 
 
+def _hold_label(reason: str) -> str:
+    return str(HoldReason(reason).label) if reason in HoldReason.values else reason
+
+
+# --- one function per kind --------------------------------------------------------------------
 def order_created(*, order: Order, actor: Actor, at: datetime | None = None) -> OrderEvent:
-    return record(order=order, kind="created", actor=actor, to_status=order.status,
-                  message=f"订单创建({order.shop.name} {order.platform_order_id})", is_public=True, at=at)
+    return _record(order=order, kind=K.CREATED, actor=actor, at=at,
+                   message=f"订单创建({order.shop.name} {order.platform_order_id})")
 
 
-def order_transitioned(*, order: Order, kind: str, from_status: str, actor: Actor, message: str = "",
-                       data: dict | None = None, at: datetime | None = None, is_public: bool | None = None) -> OrderEvent:
-    return record(order=order, kind=kind, actor=actor, from_status=from_status, to_status=order.status,
-                  message=message, data=data, at=at, is_public=is_public)
+def order_paid(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.PAID, actor=actor, from_status=from_status, at=at, message="已付款")
+
+
+def allocated_message(warehouse_names: list[str]) -> str:
+    return f"分配至 {'、'.join(warehouse_names)}" + ("(拆单)" if len(warehouse_names) > 1 else "")
+
+
+def order_allocated(*, order: Order, from_status: str, actor: Actor, warehouse_names: list[str], data: dict,
+                    at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.ALLOCATED, actor=actor, from_status=from_status, at=at, data=data,
+                   message=allocated_message(warehouse_names))
+
+
+def held_message(reason: str, note: str = "") -> str:
+    return f"挂起: {_hold_label(reason)}" + (f"({note})" if note else "")
+
+
+def order_held(*, order: Order, from_status: str, actor: Actor, reason: str, note: str = "",
+               at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.HELD, actor=actor, from_status=from_status, at=at,
+                   message=held_message(reason, note), data={"reason": reason})
+
+
+def order_released(*, order: Order, from_status: str, actor: Actor, previous_reason: str, note: str = "",
+                   released: int = 0, at: datetime | None = None) -> OrderEvent:
+    message = "解除挂起" + (f": {note}" if note else "")
+    if released:
+        message += f";释放不完整的预占 {released} 件,待重新分仓"
+    return _record(order=order, kind=K.RELEASED, actor=actor, from_status=from_status, at=at, message=message,
+                   data={"previous_reason": previous_reason, "released_quantity": released})
+
+
+def order_packed(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.PACKED, actor=actor, from_status=from_status, at=at, message="已打包")
+
+
+def order_shipped(*, order: Order, from_status: str, actor: Actor, warehouse_name: str = "", warehouse_code: str = "",
+                  carrier: str = "", tracking_number: str = "", at: datetime | None = None) -> OrderEvent:
+    kind = K.PARTIALLY_SHIPPED if order.status == "partially_shipped" else K.SHIPPED
+    where = f"{warehouse_name} " if warehouse_name else ""
+    return _record(order=order, kind=kind, actor=actor, from_status=from_status, at=at,
+                   message=f"{where}已发货" + (f",{carrier} {tracking_number}" if tracking_number else ""),
+                   data={"warehouse": warehouse_code or None, "carrier": carrier, "tracking_number": tracking_number})
+
+
+def order_delivered(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.DELIVERED, actor=actor, from_status=from_status, at=at, message="已签收")
+
+
+def order_completed(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.COMPLETED, actor=actor, from_status=from_status, at=at, message="交易完成")
+
+
+def order_cancelled(*, order: Order, from_status: str, actor: Actor, reason: str = "", released: int = 0,
+                    at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.CANCELLED, actor=actor, from_status=from_status, at=at,
+                   message="订单已取消" + (f": {reason}" if reason else ""),
+                   data={"reason": reason, "released_quantity": released})
+
+
+def order_returned(*, order: Order, from_status: str, actor: Actor, reason: str = "",
+                   at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.RETURNED, actor=actor, from_status=from_status, at=at,
+                   message="已退货退款" + (f": {reason}" if reason else ""), data={"reason": reason})
 
 
 def order_note(*, order: Order, actor: Actor, message: str, at: datetime | None = None) -> OrderEvent:
-    return record(order=order, kind="note", actor=actor, message=message, is_public=False, at=at)
+    return _record(order=order, kind=K.NOTE, actor=actor, message=message, at=at, to_status="")
+
+
+def reservations_expired(*, order: Order, actor: Actor, released: list[tuple[str, str, int]],
+                         at: datetime | None = None) -> OrderEvent:
+    """`released`: (warehouse name, SKU code, quantity) of each expired reservation."""
+    parts = "、".join(f"{w} {sku}×{q}" for w, sku, q in released)
+    return _record(order=order, kind=K.RESERVATIONS_EXPIRED, actor=actor, at=at, to_status="",
+                   message=f"备货预占未在时限内确认,已释放: {parts}",
+                   data={"released": [[w, sku, q] for w, sku, q in released]})
+
+
+def stock_confirmed(*, order: Order, actor: Actor, confirmed: list[tuple[str, str, int]],
+                    at: datetime | None = None) -> OrderEvent:
+    parts = "、".join(f"{w} {sku}×{q}" for w, sku, q in confirmed)
+    return _record(order=order, kind=K.STOCK_CONFIRMED, actor=actor, at=at, to_status="",
+                   message=f"备货已确认,预占不再过期: {parts}",
+                   data={"confirmed": [[w, sku, q] for w, sku, q in confirmed]})
+
+
+def skus_resolved(*, order: Order, actor: Actor, resolved: list[tuple[str, str]], at: datetime | None = None) -> OrderEvent:
+    """`resolved`: (platform SKU id, SKU code) of each line matched again."""
+    parts = "、".join(f"{p} → {code}" for p, code in resolved)
+    return _record(order=order, kind=K.SKUS_RESOLVED, actor=actor, at=at, to_status="",
+                   message=f"SKU 映射已补齐: {parts}", data={"resolved": [list(r) for r in resolved]})

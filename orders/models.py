@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -56,7 +56,8 @@ class Shop(models.Model):
 
 
 class Customer(models.Model):
-    phone = models.CharField(_("手机号"), max_length=20, blank=True, db_index=True, help_text=_("E.164 格式"))
+    phone = models.CharField(_("手机号"), max_length=32, blank=True, db_index=True,
+                             help_text=_("E.164 格式;平台虚拟号的分机写作 ;ext=1234"))
     name = models.CharField(_("姓名"), max_length=100, blank=True)
     tags = models.JSONField(_("标签"), default=list, blank=True)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
@@ -65,6 +66,10 @@ class Customer(models.Model):
         verbose_name = _("客户")
         verbose_name_plural = pgettext_lazy("plural", "客户")
         permissions = [("view_pii", _("可查看客户个人信息(手机号、地址)"))]
+        constraints = [
+            # One customer per phone (virtual numbers keep their extension, so they stay apart).
+            models.UniqueConstraint(fields=["phone"], condition=~Q(phone=""), name="uniq_customer_phone"),
+        ]
 
     def __str__(self) -> str:
         from orders.masking import mask_name, mask_phone
@@ -100,9 +105,26 @@ S = OrderStatus
 BEFORE_SHIPPED = [S.PENDING_PAYMENT, S.PAID, S.ON_HOLD, S.ALLOCATED, S.PACKED]
 
 
-def new_order_number() -> str:
-    """Human-friendly and unguessable enough: OH + yymmdd + 8 random hex digits."""
-    return f"OH{timezone.now():%y%m%d}{secrets.token_hex(4).upper()}"
+class OrderNumberSequence(models.Model):
+    """One row per order number handed out: its id is the number's serial part.
+
+    An auto-increment id never repeats (on SQLite and PostgreSQL alike) and inserts do not
+    contend with each other, so numbers are collision-free without a hot counter row.
+    """
+
+    issued_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("订单号序列")
+        verbose_name_plural = pgettext_lazy("plural", "订单号序列")
+
+
+def new_order_number(*, zone: str | None = None, at=None) -> str:
+    """OH + the date in the shop's zone (yymmdd) + a serial of at least 8 digits."""
+    zone = zone or settings.ORDERHUB.get("DEFAULT_TIME_ZONE", "Asia/Shanghai")
+    local = timezone.localtime(at or timezone.now(), ZoneInfo(zone))
+    serial = OrderNumberSequence.objects.create().pk
+    return f"OH{local:%y%m%d}{serial:08d}"
 
 
 class Order(ConcurrentTransitionMixin, models.Model):
@@ -252,20 +274,73 @@ class OrderLine(models.Model):
             raise ValidationError({"quantity": _("数量必须大于 0")})
 
 
+class EventKind(models.TextChoices):
+    """Every kind of thing that happens to an order (the timeline's `kind`)."""
+
+    CREATED = "created", _("订单创建")
+    PAID = "paid", _("已付款")
+    ALLOCATED = "allocated", _("仓库已接单")
+    HELD = "held", _("挂起")
+    RELEASED = "released", _("解除挂起")
+    PACKED = "packed", _("已打包")
+    SHIPPED = "shipped", _("已发货")
+    PARTIALLY_SHIPPED = "partially_shipped", _("部分商品已发货")
+    DELIVERED = "delivered", _("已签收")
+    COMPLETED = "completed", _("交易完成")
+    CANCELLED = "cancelled", _("订单已取消")
+    RETURNED = "returned", _("已退货退款")
+    NOTE = "note", _("备注")
+    RESERVATIONS_EXPIRED = "reservations_expired", _("备货预占过期")
+    STOCK_CONFIRMED = "stock_confirmed", _("备货已确认")
+    SKUS_RESOLVED = "skus_resolved", _("SKU 已重新匹配")
+
+
+# What the customer reads for each public kind: a fixed wording, plus only the safe data
+# named in braces (carrier and tracking number). Kinds not listed here are internal.
+# Never the event's `message`: that is staff text (warehouse names, reasons staff typed).
+PUBLIC_WORDING = {
+    EventKind.CREATED: _("订单已提交"),
+    EventKind.PAID: _("已付款,等待仓库处理"),
+    EventKind.ALLOCATED: _("仓库已接单,正在备货"),
+    EventKind.PACKED: _("已打包,等待快递揽收"),
+    EventKind.SHIPPED: _("已发货"),
+    EventKind.PARTIALLY_SHIPPED: _("部分商品已发货"),
+    EventKind.DELIVERED: _("已签收"),
+    EventKind.COMPLETED: _("交易完成"),
+    EventKind.CANCELLED: _("订单已取消"),
+    EventKind.RETURNED: _("已退货退款"),
+}
+# The only event data a customer may see, and how it reads.
+PUBLIC_DATA = {"carrier": _("快递公司"), "tracking_number": _("运单号")}
+
+
+class OrderEventQuerySet(models.QuerySet):
+    def public(self):
+        return self.filter(is_public=True, kind__in=[k.value for k in PUBLIC_WORDING])
+
+
 class OrderEvent(models.Model):
-    """The timeline: one row per thing that happened to an order. Append-only."""
+    """The timeline: one row per thing that happened to an order. Append-only.
+
+    `message` is the internal text for staff; what a customer reads is `public_text`, made
+    from the kind's fixed wording and the safe data only.
+    """
+
+    Kind = EventKind
 
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events", verbose_name=_("订单"))
-    kind = models.CharField(_("事件"), max_length=40, db_index=True)
+    kind = models.CharField(_("事件"), max_length=40, choices=EventKind.choices, db_index=True)
     from_status = models.CharField(_("原状态"), max_length=20, blank=True, choices=OrderStatus.choices)
     to_status = models.CharField(_("新状态"), max_length=20, blank=True, choices=OrderStatus.choices)
-    message = models.CharField(_("说明"), max_length=500, blank=True)
+    message = models.CharField(_("内部说明"), max_length=500, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("操作人"))
     actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
     source = models.CharField(_("来源"), max_length=20, choices=Source.CHOICES, default=Source.SYSTEM)
     is_public = models.BooleanField(_("客户可见"), default=False)
     data = models.JSONField(_("数据"), default=dict, blank=True)
     occurred_at = models.DateTimeField(_("发生时间"), default=timezone.now, db_index=True)
+
+    objects = OrderEventQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("订单事件")
@@ -277,6 +352,14 @@ class OrderEvent(models.Model):
 
     @property
     def kind_label(self) -> str:
-        from orders.events import KIND_LABELS
+        return str(EventKind(self.kind).label) if self.kind in EventKind.values else self.kind
 
-        return str(KIND_LABELS.get(self.kind, self.kind))
+    @property
+    def public_text(self) -> str:
+        """The customer's wording of this event ('' for an internal one)."""
+        wording = PUBLIC_WORDING.get(self.kind) if self.is_public else None
+        if wording is None:
+            return ""
+        safe = [f"{label} {self.data[key]}" for key, label in PUBLIC_DATA.items()
+                if isinstance(self.data.get(key), str) and self.data[key].strip()]
+        return str(wording) + (f"({','.join(str(s) for s in safe)})" if safe else "")

@@ -1,13 +1,15 @@
 """Order write side: one function per business action.
 
-Each service is atomic, locks the order row, checks the actor's permission (the same
-`permission=` the FSM transition carries), calls the transition (state only), moves stock
-through `inventory.services`, writes one timeline event and notifies after commit.
-Admin, API, jobs, imports and the portal all come through here.
+Each service is atomic, locks the order row, checks the actor's permission (the one the
+action table in `orders.transitions` declares, i.e. the FSM transition's `permission=`),
+calls the transition (state only), moves stock through `inventory.services`, writes one
+timeline event (`orders.events`) and notifies after commit. Admin, API, jobs, imports and
+the portal all come through here.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable
@@ -15,46 +17,41 @@ from typing import Callable
 import phonenumbers
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransition, can_proceed
 
 from config import notify
 from config.actors import Actor
+from config.errors import ConcurrentUpdate, ErrorCode, InvalidInput, NotFound, NotPermitted, TransitionNotAllowed
 from inventory import services as inventory
 from inventory.models import Reservation, Sku, SkuMapping, Warehouse
 from orders import events
-from config.errors import ConcurrentUpdate, InvalidInput, NotPermitted, TransitionNotAllowed, UnknownTransition
-from orders.models import Customer, HoldReason, Order, OrderLine, OrderStatus, Shop
+from orders.models import Customer, HoldReason, Order, OrderLine, OrderStatus, Shop, new_order_number
 from orders.platforms.base import NormalizedOrder
+from orders.transitions import ACTIONS, PERSON_HOLD_REASONS, action
 
-TRANSITION_LABELS = {
-    "pay": _("确认付款"),
-    "allocate": _("分仓预占"),
-    "hold": _("挂起"),
-    "release": _("解除挂起"),
-    "pack": _("打包"),
-    "ship": _("发货"),
-    "deliver": _("确认签收"),
-    "complete": _("完成"),
-    "cancel": _("取消"),
-    "mark_returned": _("标记退货"),
-}
+# Kept for callers that want the labels by name (admin messages, API description).
+TRANSITION_LABELS = {name: a.label for name, a in ACTIONS.items()}
 
 
 def transition_permission(name: str) -> str | None:
-    """The `permission=` declared on the Order transition `name`."""
-    meta = getattr(getattr(Order, name, None), "_django_fsm", None)
-    if meta is None:
-        raise UnknownTransition(f"未知的操作: {name}")
-    return next(iter(meta.transitions.values())).permission
+    """The permission the action `name` needs (the FSM transition's `permission=`)."""
+    return action(name).required_permission
+
+
+def _may_now(order: Order, name: str) -> bool:
+    """Whether the order's state allows the action (ignoring who asks)."""
+    spec = action(name)
+    if spec.fsm:
+        return can_proceed(getattr(order, name), check_conditions=True)
+    if name == "confirm_stock":
+        return order.status in (OrderStatus.ALLOCATED, OrderStatus.ON_HOLD) and Reservation.objects.filter(
+            order_line__order=order, status=Reservation.Status.ACTIVE, expires_at__gt=timezone.now()).exists()
+    return False
 
 
 def available_transitions(*, order: Order, actor: Actor) -> list[str]:
-    """The transitions `actor` may take from the order's current state (for buttons)."""
-    return [
-        name for name in TRANSITION_LABELS
-        if can_proceed(getattr(order, name), check_conditions=True) and actor.can(transition_permission(name))
-    ]
+    """The actions `actor` may take on the order now (for buttons)."""
+    return [name for name in ACTIONS if actor.can(transition_permission(name)) and _may_now(order, name)]
 
 
 # --- plumbing -----------------------------------------------------------------------------
@@ -64,15 +61,19 @@ def _lock(order: Order) -> Order:
         # shop row and so serialise every order of a shop (and block new orders' FK checks).
         return Order.objects.select_for_update(of=("self",)).select_related("shop").get(pk=order.pk)
     except Order.DoesNotExist as exc:
-        raise InvalidInput("订单不存在", code="not_found") from exc
+        raise NotFound("订单不存在") from exc
+
+
+def _require(actor: Actor, name: str) -> None:
+    if not actor.can(transition_permission(name)):
+        raise NotPermitted(f"{actor.label} 没有权限对订单「{ACTIONS[name].label}」")
 
 
 def _check(order: Order, name: str, actor: Actor) -> None:
-    if not actor.can(transition_permission(name)):
-        raise NotPermitted(f"{actor.label} 没有权限对订单「{TRANSITION_LABELS[name]}」")
+    _require(actor, name)
     if not can_proceed(getattr(order, name)):
         raise TransitionNotAllowed(
-            f"订单 {order.number} 当前状态为「{order.get_status_display()}」,不能{TRANSITION_LABELS[name]}"
+            f"订单 {order.number} 当前状态为「{order.get_status_display()}」,不能{ACTIONS[name].label}"
         )
 
 
@@ -88,46 +89,64 @@ def _after_commit(order: Order, kind: str, message: str = "") -> None:
     transaction.on_commit(lambda: notify.order_changed(order_id, kind=kind, message=message))
 
 
-def _do(order: Order, name: str, actor: Actor, *, kind: str | None = None, message: str = "",
-        fields: tuple[str, ...] = (), data: dict | None = None, at: datetime | None = None,
-        before: Callable[[Order], None] | None = None, **kwargs) -> Order:
+def _simple(order: Order, name: str, actor: Actor, record: Callable[..., object], *, at: datetime | None = None,
+            before: Callable[[Order], None] | None = None, fields: tuple[str, ...] = (), **kwargs) -> Order:
     """Lock, check, transition, save, record: the shape every simple service shares."""
     order = _lock(order)
     _check(order, name, actor)
     from_status = order.status
     if before is not None:
         before(order)
-    getattr(order, name)(**kwargs)
+    getattr(order, name)()
     _save(order, ["status", *fields])
-    events.order_transitioned(order=order, kind=kind or order.status, from_status=from_status, actor=actor,
-                              message=message, data=data, at=at)
-    _after_commit(order, kind or order.status, message)
+    record(order=order, from_status=from_status, actor=actor, at=at, **kwargs)
+    _after_commit(order, order.status)
     return order
 
 
 # --- customers and creation ---------------------------------------------------------------
+# A platform virtual number: a real mobile number plus an extension ("13800138000-1234",
+# "…#1234", "…转1234"). Each extension is a different buyer, so it stays part of the key.
+_EXTENSION = re.compile(r"^(?P<base>.+?)\s*(?:-|#|转|ext\.?|x)\s*(?P<ext>\d{1,6})$", re.IGNORECASE)
+
+
 def normalize_phone(raw: str, region: str = "CN") -> str:
-    """E.164 for a valid number, '' for an empty or masked one (e.g. '138****5678')."""
+    """E.164 for a valid number ('+8613800138000'), with ';ext=N' for a virtual number's
+    extension; '' for an empty, invalid or masked one (e.g. '138****5678')."""
     raw = (raw or "").strip()
     if not raw or "*" in raw:
         return ""
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return ""
-    if not phonenumbers.is_valid_number(number):
-        return ""
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    candidates = [(raw, "")]
+    match = _EXTENSION.match(raw)
+    if match:
+        candidates.insert(0, (match["base"], match["ext"]))
+    for text, ext in candidates:
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if not phonenumbers.is_valid_number(number):
+            continue
+        ext = ext or (number.extension or "")
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return f"{e164};ext={ext}" if ext else e164
+    return ""
 
 
 def customer_for(*, phone: str, name: str = "", region: str = "CN") -> Customer | None:
+    """The one customer with this phone, created on first sight. Race-safe: the phone is
+    unique in the database, so two concurrent first orders end up with the same customer."""
     normalized = normalize_phone(phone, region)
     if not normalized:
         return None
-    customer = Customer.objects.filter(phone=normalized).order_by("id").first()
-    if customer is None:
-        customer = Customer.objects.create(phone=normalized, name=name)
-    return customer
+    customer = Customer.objects.filter(phone=normalized).first()
+    if customer is not None:
+        return customer
+    try:
+        with transaction.atomic():
+            return Customer.objects.create(phone=normalized, name=name)
+    except IntegrityError:
+        return Customer.objects.get(phone=normalized)
 
 
 def _resolve_sku(shop: Shop, line) -> Sku | None:
@@ -150,23 +169,31 @@ def _money(value, what: str) -> Decimal:
     return amount
 
 
+def _duplicate(shop: Shop, platform_order_id: str) -> InvalidInput:
+    return InvalidInput(f"订单已存在: {shop.code} {platform_order_id}", code=ErrorCode.DUPLICATE)
+
+
 @transaction.atomic
 def order_create(*, shop: Shop, data: NormalizedOrder, actor: Actor, at: datetime | None = None) -> Order:
     """Store a new order from any channel. Paid orders are marked paid; an order with no
     lines or an unmapped SKU is stored and put on hold with the reason, never dropped."""
+    if not actor.can("orders.add_order"):
+        raise NotPermitted(f"{actor.label} 没有权限创建订单")
     if not data.platform_order_id:
         raise InvalidInput("缺少平台订单号")
     if Order.objects.filter(shop=shop, platform_order_id=data.platform_order_id).exists():
-        raise InvalidInput(f"订单已存在: {shop.code} {data.platform_order_id}", code="duplicate")
+        raise _duplicate(shop, data.platform_order_id)
     for i, line in enumerate(data.lines, start=1):
         if isinstance(line.quantity, bool) or not isinstance(line.quantity, int) or line.quantity <= 0:
             raise InvalidInput(f"第 {i} 行数量必须是正整数(收到 {line.quantity!r})")
     at = at or timezone.now()
+    placed_at = data.placed_at or at
     customer = customer_for(phone=data.buyer_phone or data.receiver_phone, name=data.buyer_name or data.receiver_name,
                             region=data.country or "CN")
     try:
         with transaction.atomic():
             order = Order.objects.create(
+                number=new_order_number(zone=shop.time_zone, at=placed_at),
                 shop=shop, platform_order_id=data.platform_order_id, customer=customer,
                 platform_status=data.platform_status, currency=data.currency or shop.currency,
                 goods_amount=_money(data.goods_amount, "商品金额"), discount_amount=_money(data.discount_amount, "优惠金额"),
@@ -177,25 +204,42 @@ def order_create(*, shop: Shop, data: NormalizedOrder, actor: Actor, at: datetim
                 source_detail=data.source_detail, coupon_codes=list(data.coupon_codes), member_level=data.member_level,
                 is_vip=data.is_vip, buyer_note=data.buyer_note, seller_note=data.seller_note,
                 invoice_title=data.invoice_title, invoice_tax_number=data.invoice_tax_number, tags=list(data.tags),
-                placed_at=data.placed_at or at, platform_updated_at=data.platform_updated_at, raw=data.raw,
+                placed_at=placed_at, platform_updated_at=data.platform_updated_at, raw=data.raw,
             )
-    except IntegrityError as exc:
-        raise InvalidInput(f"订单已存在: {shop.code} {data.platform_order_id}", code="duplicate") from exc
+    except IntegrityError:
+        # Only the (shop, platform order id) constraint makes this a duplicate (a concurrent
+        # insert of the same order); anything else is a real fault and must not be hidden.
+        if Order.objects.filter(shop=shop, platform_order_id=data.platform_order_id).exists():
+            raise _duplicate(shop, data.platform_order_id) from None
+        raise
     OrderLine.objects.bulk_create([
         OrderLine(order=order, sku=_resolve_sku(shop, line), platform_sku_id=line.platform_sku_id, title=line.title[:255],
                   quantity=line.quantity, unit_price=_money(line.unit_price, "单价"),
                   discount_amount=_money(line.discount_amount, "行优惠"), is_gift=line.is_gift)
         for line in data.lines
     ])
-    events.order_created(order=order, actor=actor, at=data.placed_at or at)
+    events.order_created(order=order, actor=actor, at=placed_at)
     if data.paid:
         order = order_pay(order=order, actor=actor, at=data.paid_at or at)
     return order
 
 
 # --- the lifecycle ------------------------------------------------------------------------
+def _data_hold(order: Order, actor: Actor, at: datetime | None) -> Order:
+    """Hold a paid order whose data cannot be allocated yet (no lines, unmapped SKUs)."""
+    if not order.lines.exists():
+        return _hold_locked(order, actor=actor, reason=HoldReason.NO_LINES, note="订单没有商品行", at=at)
+    unmapped = list(order.lines.filter(sku__isnull=True).values_list("platform_sku_id", flat=True)[:5])
+    if unmapped:
+        return _hold_locked(order, actor=actor, reason=HoldReason.SKU_UNMAPPED,
+                            note=f"未映射的平台 SKU: {', '.join(unmapped)}", at=at)
+    return order
+
+
 @transaction.atomic
 def order_pay(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
+    """Payment confirmed: stamps the paid time and, unless the order is presale with its own
+    date, the promised ship time (paid + the shop's ship-within hours)."""
     at = at or timezone.now()
 
     def stamp(o: Order) -> None:
@@ -203,13 +247,8 @@ def order_pay(*, order: Order, actor: Actor, at: datetime | None = None) -> Orde
         if o.promised_ship_at is None and not o.is_presale:
             o.promised_ship_at = o.paid_at + timedelta(hours=o.shop.ship_within_hours)
 
-    order = _do(order, "pay", actor, kind="paid", fields=("paid_at", "promised_ship_at"), at=at, before=stamp)
-    if not order.lines.exists():
-        order = _hold_locked(order, actor=actor, reason=HoldReason.NO_LINES, note="订单没有商品行", at=at)
-    elif order.lines.filter(sku__isnull=True).exists():
-        unmapped = ", ".join(order.lines.filter(sku__isnull=True).values_list("platform_sku_id", flat=True)[:5])
-        order = _hold_locked(order, actor=actor, reason=HoldReason.SKU_UNMAPPED, note=f"未映射的平台 SKU: {unmapped}", at=at)
-    return order
+    order = _simple(order, "pay", actor, events.order_paid, at=at, before=stamp, fields=("paid_at", "promised_ship_at"))
+    return _data_hold(order, actor, at)
 
 
 @transaction.atomic
@@ -232,10 +271,9 @@ def order_allocate(*, order: Order, actor: Actor, at: datetime | None = None) ->
     order.allocate()
     order.hold_reason, order.hold_note = "", ""
     _save(order, ["status", "hold_reason", "hold_note"])
-    names = "、".join(w.name for w in result.warehouses)
-    events.order_transitioned(
-        order=order, kind="allocated", from_status=from_status, actor=actor, at=at,
-        message=f"分配至 {names}" + ("(拆单)" if len(result.warehouses) > 1 else ""),
+    events.order_allocated(
+        order=order, from_status=from_status, actor=actor, at=at,
+        warehouse_names=[w.name for w in result.warehouses],
         data={"warehouses": [w.code for w in result.warehouses],
               "reservations": [[r.order_line_id, r.stock_level.warehouse.code, r.quantity] for r in result.reservations],
               "rules": {str(k): v for k, v in result.rules.items()}},
@@ -253,35 +291,62 @@ def _hold_locked(order: Order, *, actor: Actor, reason: str, note: str = "", at:
     order.hold()
     order.hold_reason, order.hold_note = reason, note[:255]
     _save(order, ["status", "hold_reason", "hold_note"])
-    label = HoldReason(reason).label if reason in HoldReason.values else reason
-    events.order_transitioned(order=order, kind="held", from_status=from_status, actor=actor, at=at,
-                              message=f"挂起: {label}" + (f"({note})" if note else ""), data={"reason": reason})
-    _after_commit(order, "held", str(label))
+    events.order_held(order=order, from_status=from_status, actor=actor, reason=reason, note=note, at=at)
+    _after_commit(order, "held", str(HoldReason(reason).label) if reason in HoldReason.values else reason)
     return order
+
+
+def _check_hold_reason(reason: str, actor: Actor) -> None:
+    if reason not in HoldReason.values:
+        raise InvalidInput(f"未知的挂起原因: {reason}")
+    if not actor.is_system and reason not in PERSON_HOLD_REASONS:
+        allowed = "、".join(str(r.label) for r in PERSON_HOLD_REASONS)
+        raise InvalidInput(f"挂起原因「{HoldReason(reason).label}」由系统设置,人工挂起可选: {allowed}",
+                           code=ErrorCode.HOLD_REASON_RESERVED)
 
 
 @transaction.atomic
 def order_hold(*, order: Order, actor: Actor, reason: str = HoldReason.MANUAL, note: str = "",
                at: datetime | None = None) -> Order:
-    if reason not in HoldReason.values:
-        raise InvalidInput(f"未知的挂起原因: {reason}")
+    """Stop an order. People choose manual, address or risk; data reasons (stock short,
+    unmapped SKU, expired reservations) are the system's."""
+    _check_hold_reason(reason, actor)
     order = _lock(order)
     _check(order, "hold", actor)
     return _hold_locked(order, actor=actor, reason=reason, note=note, at=at)
 
 
+def _fully_reserved(order: Order) -> bool:
+    """Every line's quantity is covered by its active reservations."""
+    lines = list(order.lines.all())
+    if not lines:
+        return False
+    covered: dict[int, int] = {}
+    for line_id, quantity in Reservation.objects.filter(
+            order_line__order=order, status=Reservation.Status.ACTIVE).values_list("order_line_id", "quantity"):
+        covered[line_id] = covered.get(line_id, 0) + quantity
+    return all(covered.get(line.pk, 0) >= line.quantity for line in lines)
+
+
 @transaction.atomic
 def order_release(*, order: Order, actor: Actor, note: str = "", at: datetime | None = None) -> Order:
-    """Lift a hold: back to allocated if stock is still reserved, else to paid."""
+    """Lift a hold: back to allocated when every line is still reserved; otherwise any
+    partial reservations go back to their pools and the order returns to paid, ready to be
+    allocated again (it never reads as allocated with stock missing)."""
     order = _lock(order)
     _check(order, "release", actor)
-    reserved = Reservation.objects.filter(order_line__order=order, status=Reservation.Status.ACTIVE).exists()
+    at = at or timezone.now()
+    complete = _fully_reserved(order)
+    released = 0
+    if not complete:
+        released = sum(r.quantity for r in inventory.release_order_reservations(
+            order=order, actor=actor, reason="解除挂起时预占不完整", at=at))
     from_status, reason = order.status, order.hold_reason
-    order.release(to_allocated=reserved)
+    order.release(to_allocated=complete)
     order.hold_reason, order.hold_note = "", ""
     _save(order, ["status", "hold_reason", "hold_note"])
-    events.order_transitioned(order=order, kind="released", from_status=from_status, actor=actor, at=at,
-                              message="解除挂起" + (f": {note}" if note else ""), data={"previous_reason": reason})
+    events.order_released(order=order, from_status=from_status, actor=actor, previous_reason=reason, note=note,
+                          released=released, at=at)
     _after_commit(order, "released")
     return order
 
@@ -290,9 +355,15 @@ def order_release(*, order: Order, actor: Actor, note: str = "", at: datetime | 
 def order_pack(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
     """Packed: lead-time reservations are now backed by goods in hand, so they stop expiring."""
     def confirm(o: Order) -> None:
-        Reservation.objects.filter(order_line__order=o, status=Reservation.Status.ACTIVE).update(expires_at=None)
+        inventory.confirm_order_reservations(order=o, actor=actor, include_expired=True)
 
-    return _do(order, "pack", actor, kind="packed", at=at, before=confirm)
+    return _simple(order, "pack", actor, events.order_packed, at=at, before=confirm)
+
+
+# Carrier codes and tracking numbers reach the customer's timeline, so they must be what
+# they claim to be, not free text.
+_CARRIER = re.compile(r"^[A-Za-z0-9_]{1,20}$")
+_TRACKING = re.compile(r"^[A-Za-z0-9-]{1,40}$")
 
 
 @transaction.atomic
@@ -300,65 +371,171 @@ def order_ship(*, order: Order, actor: Actor, warehouse: Warehouse | None = None
                tracking_number: str = "", at: datetime | None = None) -> Order:
     """Goods left a warehouse (or all of them): consume those reservations. The order is
     partially shipped while another warehouse still holds reserved stock for it."""
+    carrier, tracking_number = (carrier or "").strip().upper(), (tracking_number or "").strip()
+    if carrier and not _CARRIER.match(carrier):
+        raise InvalidInput(f"快递公司编码无效: {carrier!r}(字母、数字,如 SF、YTO)")
+    if tracking_number and not _TRACKING.match(tracking_number):
+        raise InvalidInput(f"运单号无效: {tracking_number!r}(最多 40 位字母、数字或 -)")
     order = _lock(order)
     _check(order, "ship", actor)
     at = at or timezone.now()
     consumed = inventory.consume_order_reservations(order=order, actor=actor, at=at, warehouse=warehouse)
     if warehouse is not None and not consumed:
-        raise InvalidInput(f"订单 {order.number} 在 {warehouse.name} 没有待发货的预占", code="nothing_to_ship")
+        raise InvalidInput(f"订单 {order.number} 在 {warehouse.name} 没有待发货的预占", code=ErrorCode.NOTHING_TO_SHIP)
     remaining = Reservation.objects.filter(order_line__order=order, status=Reservation.Status.ACTIVE).exists()
     from_status = order.status
     order.ship(complete=not remaining)
     _save(order, ["status"])
-    where = f"{warehouse.name} " if warehouse else ""
-    message = f"{where}已发货" + (f",{carrier} {tracking_number}" if tracking_number else "")
-    events.order_transitioned(order=order, kind=order.status, from_status=from_status, actor=actor, at=at,
-                              message=message, data={"warehouse": warehouse.code if warehouse else None,
-                                                     "carrier": carrier, "tracking_number": tracking_number})
+    events.order_shipped(order=order, from_status=from_status, actor=actor, at=at,
+                         warehouse_name=warehouse.name if warehouse else "",
+                         warehouse_code=warehouse.code if warehouse else "",
+                         carrier=carrier, tracking_number=tracking_number)
     _after_commit(order, order.status)
     return order
 
 
 @transaction.atomic
 def order_deliver(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
-    return _do(order, "deliver", actor, kind="delivered", at=at)
+    return _simple(order, "deliver", actor, events.order_delivered, at=at)
 
 
 @transaction.atomic
 def order_complete(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
-    return _do(order, "complete", actor, kind="completed", at=at)
+    return _simple(order, "complete", actor, events.order_completed, at=at)
 
 
 @transaction.atomic
 def order_cancel(*, order: Order, actor: Actor, reason: str = "", at: datetime | None = None) -> Order:
     """Cancel before shipping: every active reservation goes back to its pool."""
+    released: list[Reservation] = []
+
     def release(o: Order) -> None:
-        inventory.release_order_reservations(order=o, actor=actor, reason="订单取消", at=at)
+        released.extend(inventory.release_order_reservations(order=o, actor=actor, reason="订单取消", at=at))
         o.hold_reason, o.hold_note = "", ""
 
-    return _do(order, "cancel", actor, kind="cancelled", at=at, before=release, fields=("hold_reason", "hold_note"),
-               message="订单已取消" + (f": {reason}" if reason else ""))
+    order = _lock(order)
+    _check(order, "cancel", actor)
+    from_status = order.status
+    release(order)
+    order.cancel()
+    _save(order, ["status", "hold_reason", "hold_note"])
+    events.order_cancelled(order=order, from_status=from_status, actor=actor, reason=reason,
+                           released=sum(r.quantity for r in released), at=at)
+    _after_commit(order, order.status)
+    return order
 
 
 @transaction.atomic
 def order_mark_returned(*, order: Order, actor: Actor, reason: str = "", at: datetime | None = None) -> Order:
-    return _do(order, "mark_returned", actor, kind="returned", at=at,
-               message="已退货退款" + (f": {reason}" if reason else ""))
+    return _simple(order, "mark_returned", actor, events.order_returned, at=at, reason=reason)
+
+
+# --- lead-time stock: confirm or expire -----------------------------------------------------
+def _describe(reservations: list[Reservation]) -> list[tuple[str, str, int]]:
+    return [(r.stock_level.warehouse.name, r.stock_level.sku.code, r.quantity) for r in reservations]
+
+
+@transaction.atomic
+def order_confirm_stock(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
+    """Lead-time stock confirmed (the transfer is booked): the order's lead-time
+    reservations stop expiring. Locks the order row first, like the expiry job, so a
+    confirmation and an expiry of the same order never both happen."""
+    _require(actor, "confirm_stock")
+    order = _lock(order)
+    at = at or timezone.now()
+    if order.status not in (OrderStatus.ALLOCATED, OrderStatus.ON_HOLD):
+        raise TransitionNotAllowed(f"订单 {order.number} 当前状态为「{order.get_status_display()}」,没有待确认的备货")
+    confirmed = inventory.confirm_order_reservations(order=order, actor=actor, at=at)
+    if not confirmed:
+        raise TransitionNotAllowed(f"订单 {order.number} 没有待确认(且未过期)的备货预占",
+                                   code=ErrorCode.NOTHING_TO_CONFIRM)
+    events.stock_confirmed(order=order, actor=actor, confirmed=_describe(confirmed), at=at)
+    _after_commit(order, "stock_confirmed")
+    return order
 
 
 @transaction.atomic
 def order_expire_reservations(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
-    """Lead-time stock not confirmed in time: give everything back and hold the order."""
+    """Lead-time stock not confirmed in time: give back only the expired lead-time
+    reservations (stock on hand stays reserved), record it, and hold the order with reason
+    `reservation_expired` (an order already on hold now waits for that reason)."""
     order = _lock(order)
     at = at or timezone.now()
-    expired = Reservation.objects.filter(order_line__order=order, status=Reservation.Status.ACTIVE, expires_at__lte=at)
-    if not expired.exists():
+    released = inventory.release_expired_reservations(order=order, actor=actor, at=at)
+    if not released:
         return order
-    released = inventory.release_order_reservations(order=order, actor=actor, reason="备货预占过期", at=at)
+    events.reservations_expired(order=order, actor=actor, released=_describe(released), at=at)
+    note = "备货预占过期: " + "、".join(f"{sku}×{q}" for _w, sku, q in _describe(released))
     if order.status == OrderStatus.ALLOCATED:
-        order = _hold_locked(order, actor=actor, reason=HoldReason.RESERVATION_EXPIRED,
-                             note=f"释放 {sum(r.quantity for r in released)} 件", at=at)
+        return _hold_locked(order, actor=actor, reason=HoldReason.RESERVATION_EXPIRED, note=note, at=at)
+    if order.status == OrderStatus.ON_HOLD and order.hold_reason != HoldReason.RESERVATION_EXPIRED:
+        previous = order.get_hold_reason_display()
+        order.hold_reason = HoldReason.RESERVATION_EXPIRED
+        order.hold_note = f"{note};原挂起原因: {previous}"[:255]
+        _save(order, ["hold_reason", "hold_note"])
+        events.order_held(order=order, from_status=order.status, actor=actor, reason=order.hold_reason,
+                          note=order.hold_note, at=at)
     return order
+
+
+# --- SKU mappings that arrive after the order -----------------------------------------------
+@transaction.atomic
+def order_resolve_skus(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
+    """Match the order's unmapped lines against the SKU mappings again. When that unblocks an
+    order held for `sku_unmapped`, the hold is released and the order allocated."""
+    if not actor.can("orders.release_order"):
+        raise NotPermitted(f"{actor.label} 没有权限重新匹配订单 SKU")
+    order = _lock(order)
+    at = at or timezone.now()
+    resolved = []
+    for line in order.lines.filter(sku__isnull=True):
+        sku = _resolve_sku(order.shop, _LineRef(line.platform_sku_id))
+        if sku is not None:
+            line.sku = sku
+            line.save(update_fields=["sku"])
+            resolved.append((line.platform_sku_id, sku.code))
+    if resolved:
+        events.skus_resolved(order=order, actor=actor, resolved=resolved, at=at)
+    if order.status == OrderStatus.ON_HOLD and order.hold_reason == HoldReason.SKU_UNMAPPED \
+            and not order.lines.filter(sku__isnull=True).exists():
+        order = order_release(order=order, actor=actor, note="SKU 映射已补齐", at=at)
+        if order.status == OrderStatus.PAID and actor.can(transition_permission("allocate")):
+            order = order_allocate(order=order, actor=actor, at=at)
+    return order
+
+
+class _LineRef:
+    """What `_resolve_sku` reads of a line (platform SKU id; no SKU code on a stored line)."""
+
+    def __init__(self, platform_sku_id: str):
+        self.platform_sku_id, self.sku_code = platform_sku_id, ""
+
+
+def orders_waiting_for_mapping(*, shop_id: int, platform_sku_id: str) -> list[int]:
+    """Ids of orders of the shop that have an unmapped line with this platform SKU id."""
+    return sorted(set(OrderLine.objects.filter(
+        order__shop_id=shop_id, platform_sku_id=platform_sku_id, sku__isnull=True,
+    ).values_list("order_id", flat=True)))
+
+
+def mapping_added(*, shop_id: int, platform_sku_id: str, actor: Actor) -> int:
+    """A mapping was added or changed: re-resolve every order waiting for it, each in its
+    own transaction (one stuck order must not block the rest). Returns how many orders were
+    unblocked (no unmapped line left)."""
+    from config.errors import DomainError
+
+    done = 0
+    for order_id in orders_waiting_for_mapping(shop_id=shop_id, platform_sku_id=platform_sku_id):
+        order = Order.objects.filter(pk=order_id).first()
+        if order is None:
+            continue
+        try:
+            order = order_resolve_skus(order=order, actor=actor)
+        except DomainError:
+            continue
+        if not order.lines.filter(sku__isnull=True).exists():
+            done += 1
+    return done
 
 
 @transaction.atomic
@@ -376,44 +553,35 @@ def order_add_note(*, order: Order, actor: Actor, note: str) -> Order:
 
 
 # --- one entry point for the admin and the API ---------------------------------------------
-TRANSITION_SERVICES: dict[str, Callable[..., Order]] = {
-    "pay": order_pay,
-    "allocate": order_allocate,
-    "hold": order_hold,
-    "release": order_release,
-    "pack": order_pack,
-    "ship": order_ship,
-    "deliver": order_deliver,
-    "complete": order_complete,
-    "cancel": order_cancel,
-    "mark_returned": order_mark_returned,
-}
-# Extra arguments each transition accepts from a person (admin form, API body).
-TRANSITION_PARAMS = {
-    "hold": {"reason", "note"},
-    "release": {"note"},
-    "ship": {"warehouse", "carrier", "tracking_number"},
-    "cancel": {"reason"},
-    "mark_returned": {"reason"},
-}
+TRANSITION_SERVICES: dict[str, Callable[..., Order]] = {name: globals()[f"order_{name}"] for name in ACTIONS}
+# Extra arguments each action accepts from a person (admin form, API body).
+TRANSITION_PARAMS = {name: {p.name for p in a.params} for name, a in ACTIONS.items() if a.params}
 
 
 def order_transition(*, order: Order, name: str, actor: Actor, params: dict | None = None) -> Order:
-    """Run the named transition's service with the parameters it accepts."""
-    service = TRANSITION_SERVICES.get(name)
-    if service is None:
-        raise UnknownTransition(f"未知的操作: {name}")
+    """Run the named action's service with the parameters it accepts."""
+    spec = action(name)
     params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-    unknown = set(params) - TRANSITION_PARAMS.get(name, set())
+    unknown = set(params) - {p.name for p in spec.params}
     if unknown:
-        raise InvalidInput(f"操作「{TRANSITION_LABELS[name]}」不接受参数: {', '.join(sorted(unknown))}")
-    for key in ("note", "reason", "carrier", "tracking_number"):
-        if key in params and not isinstance(params[key], str):
-            raise InvalidInput(f"参数 {key} 必须是文本")
-    if "warehouse" in params:
-        code = params["warehouse"]
-        warehouse = Warehouse.objects.filter(code=code).first() if isinstance(code, str) else None
-        if warehouse is None:
-            raise InvalidInput(f"未知仓库: {code}")
-        params["warehouse"] = warehouse
-    return service(order=order, actor=actor, **params)
+        raise InvalidInput(f"操作「{spec.label}」不接受参数: {', '.join(sorted(unknown))}")
+    for p in spec.params:
+        if p.name not in params:
+            if p.required:
+                raise InvalidInput(f"操作「{spec.label}」缺少参数: {p.name}")
+            continue
+        value = params[p.name]
+        if not isinstance(value, str):
+            raise InvalidInput(f"参数 {p.name} 必须是文本")
+        if len(value) > p.max_length:
+            raise InvalidInput(f"参数 {p.name} 不能超过 {p.max_length} 个字符")
+        if p.kind == "choice" and value not in {c[0] for c in p.choices}:
+            raise InvalidInput(f"参数 {p.name} 无效: {value}(可选: {', '.join(c[0] for c in p.choices)})",
+                               code=ErrorCode.HOLD_REASON_RESERVED if p.name == "reason" and value in HoldReason.values
+                               else ErrorCode.INVALID)
+        if p.kind == "warehouse":
+            warehouse = Warehouse.objects.filter(code=value).first()
+            if warehouse is None:
+                raise InvalidInput(f"未知仓库: {value}")
+            params[p.name] = warehouse
+    return TRANSITION_SERVICES[name](order=order, actor=actor, **params)

@@ -66,7 +66,7 @@ def test_schema_lists_the_order_filters_and_transition_names():
     transition = paths["/api/v1/orders/{number}/transitions/{name}/"]["post"]
     name = next(p for p in transition["parameters"] if p["name"] == "name")
     assert set(name["schema"]["enum"]) == {"pay", "allocate", "hold", "release", "pack", "ship", "deliver", "complete",
-                                           "cancel", "mark_returned"}
+                                           "cancel", "mark_returned", "confirm_stock"}
     assert {"200", "400", "403", "404", "409"} <= set(transition["responses"])
 
 

@@ -238,7 +238,7 @@ def test_hold_takes_reason_and_note(paid_order):
 def test_ship_takes_warehouse_carrier_and_tracking_number(allocated_order):
     services.order_pack(order=allocated_order, actor=SYSTEM)
     client_for("warehouse").post(transition_url(allocated_order, "ship"),
-                                 {"warehouse": "suzhou", "carrier": "顺丰", "tracking_number": "SF123"})
+                                 {"warehouse": "suzhou", "carrier": "SF", "tracking_number": "SF123"})
     assert reload(allocated_order).status == S.SHIPPED
     event = OrderEvent.objects.filter(order=allocated_order).latest("id")
     assert event.data["tracking_number"] == "SF123" and event.data["warehouse"] == "suzhou"

@@ -84,7 +84,7 @@ def test_expiry_leaves_a_packed_order_alone(lead_time_order, system):
 
 
 def test_expiry_leaves_a_confirmed_reservation_alone(lead_time_order, system):
-    inventory_services.confirm_order_reservations(order=lead_time_order, actor=system)
+    services.order_confirm_stock(order=lead_time_order, actor=system)
     with _later(48):
         assert expire_lead_time_reservations() == 0
     assert _reload(lead_time_order).status == OrderStatus.ALLOCATED
