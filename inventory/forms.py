@@ -52,7 +52,7 @@ class RoutingRuleForm(forms.ModelForm):
 
     class Meta:
         model = RoutingRule
-        fields = ("name", "position", "warehouse", "conditions", "is_active", "note")
+        fields = ("name", "position", "warehouse", "mode", "conditions", "is_active", "note")
     # Structural validation (unknown field, wrong operator…) runs in RoutingRule.clean(),
     # which ModelForm calls through full_clean(); its message lands on `conditions`.
 
