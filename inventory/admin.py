@@ -198,10 +198,10 @@ class StockMoveAdmin(PoolColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(RoutingRule)
 class RoutingRuleAdmin(admin.ModelAdmin):
     form = RoutingRuleForm
-    list_display = ("position", "name", "warehouse", "is_active", "conditions_summary")
+    list_display = ("position", "name", "warehouse", "mode", "is_active", "conditions_summary")
     list_display_links = ("name",)
     list_editable = ("position", "is_active")
-    list_filter = ("is_active", "warehouse")
+    list_filter = ("mode", "is_active", "warehouse")
     search_fields = ("name", "note")
     list_select_related = ("warehouse",)
     ordering = ("position", "id")

@@ -50,9 +50,18 @@ class RoutingRuleForm(forms.ModelForm):
         help_text=conditions_help_text(),
     )
 
+    mode = forms.ChoiceField(
+        label=_("模式"), choices=RoutingRule.Mode.choices, required=False, initial=RoutingRule.Mode.PREFERRED,
+        help_text=_("严格:目标仓库存不足时订单挂起(库存不足);优先:按优先级改由其他仓发货"),
+    )
+
     class Meta:
         model = RoutingRule
-        fields = ("name", "position", "warehouse", "conditions", "is_active", "note")
+        fields = ("name", "position", "warehouse", "mode", "conditions", "is_active", "note")
+
+    def clean_mode(self) -> str:
+        # Left out (an older client or script posting the form) means the default, preferred.
+        return self.cleaned_data.get("mode") or RoutingRule.Mode.PREFERRED
     # Structural validation (unknown field, wrong operator…) runs in RoutingRule.clean(),
     # which ModelForm calls through full_clean(); its message lands on `conditions`.
 

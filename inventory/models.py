@@ -186,12 +186,25 @@ class StockMove(models.Model):
 
 
 class RoutingRule(models.Model):
-    """Ordered rules: the first active rule whose conditions match a line picks its warehouse."""
+    """Ordered rules: the first active rule whose conditions match a line picks its warehouse.
+
+    A *strict* rule is binding: when its warehouse cannot serve the line the order goes on
+    hold (stock short), never silently to another warehouse. A *preferred* rule falls back
+    to the next matching rule, then to the warehouses by priority.
+    """
+
+    class Mode(models.TextChoices):
+        STRICT = "strict", _("严格")
+        PREFERRED = "preferred", _("优先")
 
     name = models.CharField(_("名称"), max_length=100)
     position = models.PositiveIntegerField(_("顺序"), default=100, help_text=_("从小到大依次匹配"))
     conditions = models.JSONField(_("条件"), default=dict, help_text=_('例如 {"all": [{"field": "province", "op": "in", "value": ["江苏", "浙江", "上海"]}]}'))
     warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="routing_rules", verbose_name=_("目标仓库"))
+    mode = models.CharField(
+        _("模式"), max_length=10, choices=Mode.choices, default=Mode.PREFERRED,
+        help_text=_("严格:目标仓库存不足时订单挂起(库存不足);优先:按优先级改由其他仓发货"),
+    )
     is_active = models.BooleanField(_("启用"), default=True)
     note = models.CharField(_("备注"), max_length=255, blank=True)
 

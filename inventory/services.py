@@ -189,10 +189,17 @@ def _line_context(base: dict, line: "OrderLine") -> dict:
     return ctx
 
 
-def choose_rule_warehouses(*, order: "Order", line: "OrderLine", rules: list[RoutingRule], base: dict) -> list[tuple[Warehouse, str]]:
-    """Warehouses named by the active rules matching this line, in rule order."""
+def choose_rule_warehouses(*, order: "Order", line: "OrderLine", rules: list[RoutingRule], base: dict) -> list[tuple[Warehouse, str, str]]:
+    """(warehouse, rule name, mode) of the active rules matching this line, in rule order,
+    up to and including the first strict one (a strict rule ends the search)."""
     ctx = _line_context(base, line)
-    return [(rule.warehouse, rule.name) for rule in rules if conditions.evaluate(rule.conditions, ctx)]
+    chosen = []
+    for rule in rules:
+        if conditions.evaluate(rule.conditions, ctx):
+            chosen.append((rule.warehouse, rule.name, rule.mode))
+            if rule.mode == RoutingRule.Mode.STRICT:
+                break
+    return chosen
 
 
 def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
@@ -213,19 +220,25 @@ def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
     lines = [line for line in all_lines if line.quantity > 0]
     if any(line.sku_id is None for line in lines):
         raise InvalidInput("订单存在未映射 SKU 的商品行,无法分仓", code="sku_unmapped")
-    rules = [r for r in RoutingRule.objects.filter(is_active=True, warehouse__is_active=True).select_related("warehouse").order_by("position", "id")]
+    # Only warehouses that may serve this order at all: active, allocatable (not a return
+    # centre) and shipping to the order's country. Rules naming any other warehouse are skipped.
+    rules = list(
+        RoutingRule.objects.filter(is_active=True, warehouse__is_active=True, warehouse__allocatable=True,
+                                   warehouse__country=order.country)
+        .select_related("warehouse").order_by("position", "id")
+    )
     fallback = list(
         Warehouse.objects.filter(is_active=True, allocatable=True, country=order.country).order_by("priority", "id")
     )
     base = order_context(order, all_lines)
     rule_choices = {line.id: choose_rule_warehouses(order=order, line=line, rules=rules, base=base) for line in lines}
-    warehouse_ids = {w.id for w in fallback} | {w.id for choices in rule_choices.values() for w, _ in choices}
+    warehouse_ids = {w.id for w in fallback} | {w.id for choices in rule_choices.values() for w, _, _ in choices}
     sku_ids = {line.sku_id for line in lines}
 
     by_priority = sorted(fallback, key=lambda w: (w.priority, w.id))
     warehouses = {w.id: w for w in fallback}
     for choices in rule_choices.values():
-        for w, _ in choices:
+        for w, _, _ in choices:
             warehouses[w.id] = w
 
     # Lock every pool this order could draw from, in id order (the global lock order).
@@ -259,13 +272,20 @@ def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
     free = [line for line in lines if not rule_choices[line.id]]
     pending: list[OrderLine] = []
     for line in ruled:
-        for wh, rule_name in rule_choices[line.id]:
+        for wh, rule_name, mode in rule_choices[line.id]:
             if can_serve(wh.id, line):
                 take(line, wh.id, line.quantity)
                 result.rules[line.id] = rule_name
                 break
+            if mode == RoutingRule.Mode.STRICT:  # binding: short there means short, no fallback
+                result.shortages.append(Shortage(line.id, line.sku.code, line.quantity,
+                                                 max(0, available.get((wh.id, line.sku_id), 0))))
+                break
         else:
             pending.append(line)
+    if result.shortages:
+        result.rules.clear()
+        return result
     free = pending + free
     if free:
         # Prefer one warehouse for all remaining lines: those already serving the order, then by priority.
@@ -281,7 +301,7 @@ def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
             if single is not None:
                 take(line, single, line.quantity)
                 continue
-            rule_wids = [w.id for w, _ in rule_choices[line.id]]
+            rule_wids = [w.id for w, _, _ in rule_choices[line.id]]
             prefs = rule_wids + [wid for wid in chosen if wid not in rule_wids]
             prefs += [w.id for w in by_priority if w.id not in prefs]
             whole = next((wid for wid in prefs if can_serve(wid, line)), None)
@@ -307,14 +327,15 @@ def allocate_order(*, order: "Order", actor: Actor, at: datetime | None = None,
     # the check constraint 0 <= reserved <= on_hand refuses any oversell in the same
     # statement), then reservations and ledger rows in bulk.
     lead_hours = settings.ORDERHUB["LEAD_TIME_RESERVATION_HOURS"]
-    touched = {}
+    touched, now = {}, timezone.now()
     for line, wid, qty in plan:
         pool = pools[(wid, line.sku_id)]
         pool.reserved += qty
+        pool.updated_at = now  # bulk_update skips auto_now: set it so "changed since" sees reservations
         touched[pool.pk] = pool
     if any(pool.reserved > pool.on_hand for pool in touched.values()):  # cannot happen under the lock
         raise InsufficientStock("库存不足")
-    StockLevel.objects.bulk_update(sorted(touched.values(), key=lambda p: p.pk), ["reserved"])
+    StockLevel.objects.bulk_update(sorted(touched.values(), key=lambda p: p.pk), ["reserved", "updated_at"])
     reservations = [
         Reservation(
             order_line=line,

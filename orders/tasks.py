@@ -22,26 +22,57 @@ class _StillShort(Exception):
     """Allocation would put the order straight back on hold: undo the release too."""
 
 
-def _could_cover(order_id: int) -> bool:
-    """A cheap upper bound: is there enough available stock in all active warehouses together?
-    When not, retrying would only add a released/held pair to the timeline."""
-    needed: dict[int, int] = defaultdict(int)
-    for sku_id, quantity in OrderLine.objects.filter(order_id=order_id).values_list("sku_id", "quantity"):
+def _coverable(order_ids: list[int]) -> list[int]:
+    """Of these orders, those that pass a cheap upper bound: enough available stock in all
+    allocatable warehouses together for every SKU. Two queries for the whole batch. When an
+    order fails it, retrying would only add a released/held pair to its timeline."""
+    needed: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    unmapped: set[int] = set()
+    for order_id, sku_id, quantity in OrderLine.objects.filter(order_id__in=order_ids).values_list(
+            "order_id", "sku_id", "quantity"):
         if sku_id is None:
-            return False
-        needed[sku_id] += quantity
-    if not needed:
-        return False
+            unmapped.add(order_id)
+        else:
+            needed[order_id][sku_id] += quantity
+    sku_ids = {sku_id for per_order in needed.values() for sku_id in per_order}
     available = dict(
-        StockLevel.objects.filter(sku_id__in=needed, warehouse__is_active=True)
+        StockLevel.objects.filter(sku_id__in=sku_ids, warehouse__is_active=True, warehouse__allocatable=True)
         .values("sku_id").annotate(free=Sum(F("on_hand") - F("reserved"))).values_list("sku_id", "free")
-    )
-    return all((available.get(sku_id) or 0) >= quantity for sku_id, quantity in needed.items())
+    ) if sku_ids else {}
+    return [
+        order_id for order_id in order_ids
+        if order_id in needed and order_id not in unmapped
+        and all((available.get(sku_id) or 0) >= qty for sku_id, qty in needed[order_id].items())
+    ]
 
 
-def retry_stock_short_orders(*, limit: int = 200) -> int:
+def _retry_one(order_id: int, actor: Actor) -> bool:
+    try:
+        with transaction.atomic():
+            order = Order.objects.select_for_update().filter(pk=order_id).first()
+            # Re-read under the lock: another run or a person may have moved it already.
+            if order is None or order.status != OrderStatus.ON_HOLD or order.hold_reason != HoldReason.STOCK_SHORT:
+                return False
+            order = services.order_release(order=order, actor=actor, note="库存已到,自动重新分仓")
+            if order.status == OrderStatus.PAID:
+                order = services.order_allocate(order=order, actor=actor)
+            if order.status != OrderStatus.ALLOCATED:
+                raise _StillShort
+    except _StillShort:
+        return False
+    except DomainError as exc:
+        logger.warning("stock short retry: order %s skipped: %s", order_id, exc)
+        return False
+    return True
+
+
+def retry_stock_short_orders(*, batch_size: int = 200) -> int:
     """Orders held for short stock are released and allocated again, oldest payment first.
     Returns how many got allocated.
+
+    Every held order is considered on every run, in batches of `batch_size`: the ids are
+    read once (cheap), then each batch is screened with two queries, so orders that are
+    permanently short never starve the ones behind them.
 
     All or nothing per order: when the allocation would still fall short, the release is
     rolled back as well, so a stuck order's timeline does not grow every few minutes.
@@ -49,29 +80,12 @@ def retry_stock_short_orders(*, limit: int = 200) -> int:
     actor = Actor.system("stock_short_retry", source=Source.JOB)
     ids = list(
         Order.objects.filter(status=OrderStatus.ON_HOLD, hold_reason=HoldReason.STOCK_SHORT)
-        .order_by(F("paid_at").asc(nulls_last=True), "id").values_list("id", flat=True)[:limit]
+        .order_by(F("paid_at").asc(nulls_last=True), "id").values_list("id", flat=True)
     )
     allocated = 0
-    for order_id in ids:
-        if not _could_cover(order_id):
-            continue
-        try:
-            with transaction.atomic():
-                order = Order.objects.select_for_update().filter(pk=order_id).first()
-                # Re-read under the lock: another run or a person may have moved it already.
-                if order is None or order.status != OrderStatus.ON_HOLD or order.hold_reason != HoldReason.STOCK_SHORT:
-                    continue
-                order = services.order_release(order=order, actor=actor, note="库存已到,自动重新分仓")
-                if order.status == OrderStatus.PAID:
-                    order = services.order_allocate(order=order, actor=actor)
-                if order.status != OrderStatus.ALLOCATED:
-                    raise _StillShort
-        except _StillShort:
-            continue
-        except DomainError as exc:
-            logger.warning("stock short retry: order %s skipped: %s", order_id, exc)
-            continue
-        allocated += 1
+    for start in range(0, len(ids), batch_size):
+        for order_id in _coverable(ids[start:start + batch_size]):
+            allocated += _retry_one(order_id, actor)
     if allocated:
         logger.info("stock short retry: %d order(s) allocated", allocated)
     return allocated
