@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import secrets
 
+import pgtrigger
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -14,6 +16,7 @@ from django.utils.translation import pgettext_lazy
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from config.actors import Source
+from config.append_only import AppendOnlyQuerySet
 
 
 class Platform(models.TextChoices):
@@ -267,10 +270,13 @@ class OrderEvent(models.Model):
     data = models.JSONField(_("数据"), default=dict, blank=True)
     occurred_at = models.DateTimeField(_("发生时间"), default=timezone.now, db_index=True)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("订单事件")
         verbose_name_plural = pgettext_lazy("plural", "订单事件")
         ordering = ["occurred_at", "id"]
+        triggers = [pgtrigger.Protect(name="orderevent_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.kind}"
