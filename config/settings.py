@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "import_export",
+    "pgtrigger",
     "inventory",
     "orders",
     "aftersales",

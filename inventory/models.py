@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -10,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from config.actors import Source
+from config.append_only import AppendOnlyQuerySet
 
 
 class Warehouse(models.Model):
@@ -168,10 +170,13 @@ class StockMove(models.Model):
     source = models.CharField(_("来源"), max_length=20, choices=Source.CHOICES, default=Source.SYSTEM)
     created_at = models.DateTimeField(_("时间"), auto_now_add=True, db_index=True)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         verbose_name = _("库存流水")
         verbose_name_plural = pgettext_lazy("plural", "库存流水")
         ordering = ["-id"]
+        triggers = [pgtrigger.Protect(name="stockmove_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.on_hand_delta:+d}/{self.reserved_delta:+d}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import pgtrigger
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -14,6 +16,7 @@ from django.utils.translation import pgettext_lazy
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
 
 from config.actors import Source
+from config.append_only import AppendOnlyQuerySet
 
 
 class Platform(models.TextChoices):
@@ -314,7 +317,7 @@ PUBLIC_WORDING = {
 PUBLIC_DATA = {"carrier": _("快递公司"), "tracking_number": _("运单号")}
 
 
-class OrderEventQuerySet(models.QuerySet):
+class OrderEventQuerySet(AppendOnlyQuerySet):
     def public(self):
         return self.filter(is_public=True, kind__in=[k.value for k in PUBLIC_WORDING])
 
@@ -346,6 +349,7 @@ class OrderEvent(models.Model):
         verbose_name = _("订单事件")
         verbose_name_plural = pgettext_lazy("plural", "订单事件")
         ordering = ["occurred_at", "id"]
+        triggers = [pgtrigger.Protect(name="orderevent_append_only", operation=pgtrigger.Update | pgtrigger.Delete)]
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.kind}"
