@@ -848,8 +848,10 @@ def _catalogue(rng: random.Random, webhook_secret: str) -> dict[str, dict[str, s
         mappings[shop.code] = existing
     warehouses = {w.code: w for w in Warehouse.objects.all()}
     for position, name, wh, conditions, note in RULES:
+        # The seller's "折叠盆 anywhere → 深圳仓" is strict: short stock there holds the order.
+        mode = RoutingRule.Mode.STRICT if conditions == RULES[1][3] else RoutingRule.Mode.PREFERRED
         RoutingRule.objects.get_or_create(name=name, defaults=dict(
-            position=position, conditions=conditions, warehouse=warehouses[wh], note=note))
+            position=position, conditions=conditions, warehouse=warehouses[wh], note=note, mode=mode))
     return mappings
 
 
