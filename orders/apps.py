@@ -13,3 +13,10 @@ class OrdersConfig(AppConfig):
 
         # Roles are data: kept in sync after every migrate (and by `setup_roles`).
         post_migrate.connect(roles.sync_roles_after_migrate, dispatch_uid="orderhub-roles")
+
+        from django.db.models.signals import post_save
+
+        from orders import signals
+
+        post_save.connect(signals.sku_mapping_saved, sender="inventory.SkuMapping",
+                          dispatch_uid="orderhub-sku-mapping-resolves-orders")
