@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from inventory.audit import audit
-from inventory.models import Reservation, RoutingRule, StockLevel, StockMove
+from inventory.models import Reservation, RoutingRule, Sku, SkuMapping, StockLevel, StockMove, Warehouse
 from orders import services as order_services
 from tests.factories import SYSTEM, RoutingRuleFactory, SkuFactory, SkuMappingFactory, WarehouseFactory, make_order, staff, stock
 
@@ -43,13 +43,23 @@ def pool(wh, sku):
 
 
 # --- lists -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("admin_name", ["warehouse", "sku", "skumapping", "stocklevel", "reservation", "stockmove", "routingrule"])
+MODELS = {"warehouse": Warehouse, "sku": Sku, "skumapping": SkuMapping, "stocklevel": StockLevel,
+          "reservation": Reservation, "stockmove": StockMove, "routingrule": RoutingRule}
+
+
+@pytest.mark.parametrize("admin_name", list(MODELS))
 @pytest.mark.parametrize("role", ROLES)
-def test_inventory_changelists_render_for_every_role(role, admin_name, pool):
-    SkuMappingFactory(sku=pool.sku)
-    RoutingRuleFactory(warehouse=pool.warehouse)
+def test_inventory_changelists_list_every_row_for_every_role(role, admin_name, pool):
+    SkuMappingFactory(sku=pool.sku, platform_sku_id="TB-SKU-1")
+    RoutingRuleFactory(warehouse=pool.warehouse, name="江浙沪走苏州")
+    order_services.order_allocate(order=make_order(lines=[(pool.sku, 2)]), actor=SYSTEM)  # a reservation, two moves
+    model = MODELS[admin_name]
+    expected = set(model.objects.values_list("pk", flat=True))
+    assert expected  # every list has something to show
     response = client_for(role).get(reverse(f"admin:inventory_{admin_name}_changelist"))
     assert response.status_code == 200
+    assert {obj.pk for obj in response.context["cl"].result_list} == expected
+    assert response.context["cl"].result_count == len(expected)
 
 
 def test_stock_list_shows_available(pool):
@@ -189,14 +199,19 @@ def test_adjust_needs_a_reason(wh, sku, pool):
     assert audit() == []
 
 
+@pytest.mark.parametrize("operation,quantity", [("receive", "5"), ("stocktake", "3"), ("adjust", "-2")])
 @pytest.mark.parametrize("role", ["finance", "customer_service"])
-def test_staff_without_stock_permissions_cannot_open_or_post_the_stock_form(role, wh, sku, pool):
+def test_staff_without_stock_permissions_cannot_open_or_post_the_stock_form(role, operation, quantity, wh, sku, pool):
     client = client_for(role)
+    moves_before = StockMove.objects.count()
     assert client.get(reverse(OPERATION)).status_code == 403
-    response = client.post(reverse(OPERATION), {"operation": "receive", "warehouse": wh.pk, "sku": sku.pk, "quantity": "5"})
+    response = client.post(reverse(OPERATION), {"operation": operation, "warehouse": wh.pk, "sku": sku.pk,
+                                                "quantity": quantity, "reason": "盘亏"})
     assert response.status_code == 403
     pool.refresh_from_db()
-    assert pool.on_hand == 10
+    assert (pool.on_hand, pool.reserved) == (10, 0)
+    assert StockMove.objects.count() == moves_before
+    assert audit() == []
 
 
 def test_stock_form_link_shown_only_to_those_who_may_move_stock(pool):

@@ -208,11 +208,22 @@ def test_lead_time_reservation_expires_after_24h_unless_packed(system):
     overseas = WarehouseFactory(code="transfer", lead_time_days=2)
     sku = SkuFactory()
     stock(overseas, sku, 5)
-    order = services.order_allocate(order=make_order(lines=[(sku, 1)]), actor=system)
-    reservation = Reservation.objects.get(order_line__order=order)
-    assert reservation.expires_at is not None
+    waiting = services.order_allocate(order=make_order(lines=[(sku, 1)]), actor=system)
+    packed = services.order_allocate(order=make_order(lines=[(sku, 2)]), actor=system)
+    assert Reservation.objects.get(order_line__order=packed).expires_at is not None
+    packed = services.order_pack(order=packed, actor=system)
+    assert packed.status == S.PACKED
+    assert Reservation.objects.get(order_line__order=packed).expires_at is None  # goods in hand: no expiry
+    assert Reservation.objects.get(order_line__order=waiting).expires_at is not None
     later = timezone.now() + dt.timedelta(hours=25)
-    order = services.order_expire_reservations(order=order, actor=system, at=later)
-    assert (order.status, order.hold_reason) == (S.ON_HOLD, "reservation_expired")
-    assert StockLevel.objects.get().reserved == 0
+    waiting = services.order_expire_reservations(order=waiting, actor=system, at=later)
+    packed = services.order_expire_reservations(order=packed, actor=system, at=later)
+    # Not packed: the reservation is given back and the order waits on hold.
+    assert (waiting.status, waiting.hold_reason) == (S.ON_HOLD, "reservation_expired")
+    assert Reservation.objects.get(order_line__order=waiting).status == "released"
+    # Packed: untouched — still packed, still reserved, no expiry event.
+    assert (packed.status, packed.hold_reason) == (S.PACKED, "")
+    assert Reservation.objects.get(order_line__order=packed).status == "active"
+    assert not packed.events.filter(kind="reservations_expired").exists()
+    assert StockLevel.objects.get().reserved == 2
     assert audit() == []

@@ -209,3 +209,37 @@ def test_the_same_platform_order_cannot_be_created_twice(system):
         make_order(shop=shop, platform_order_id="DUP-1")
     assert excinfo.value.code == "duplicate"
     assert Order.objects.filter(platform_order_id="DUP-1").count() == 1
+
+
+# Notes: 客服 and 主管 edit them; 仓管, 财务 and 运营 do not (written from the role descriptions).
+NOTE_ROLES = [("customer_service", True), ("supervisor", True), ("warehouse", False), ("finance", False),
+              ("operations", False)]
+
+
+@pytest.mark.parametrize("role,allowed", NOTE_ROLES)
+def test_adding_a_note_by_role(role, allowed, system):
+    order = drive(S.PAID, system)
+    user = staff(role)
+    events_before = OrderEvent.objects.filter(order=order).count()
+    if allowed:
+        services.order_add_note(order=order, actor=Actor.of(user, Source.ADMIN), note="客户来电改期")
+        stored = Order.objects.get(pk=order.pk)
+        assert (stored.status, stored.seller_note) == (S.PAID, "客户来电改期")
+        note = OrderEvent.objects.get(order=order, kind="note")
+        assert (note.actor, note.message, note.to_status) == (user, "客户来电改期", "")
+        assert OrderEvent.objects.filter(order=order).count() == events_before + 1
+    else:
+        with pytest.raises(NotPermitted) as excinfo:
+            services.order_add_note(order=order, actor=Actor.of(user, Source.API), note="客户来电改期")
+        assert excinfo.value.http_status == 403
+        stored = Order.objects.get(pk=order.pk)
+        assert (stored.status, stored.seller_note) == (S.PAID, "")
+        assert OrderEvent.objects.filter(order=order).count() == events_before
+
+
+def test_a_blank_note_is_refused_and_changes_nothing(system):
+    order = drive(S.PAID, system)
+    with pytest.raises(InvalidInput):
+        services.order_add_note(order=order, actor=Actor.of(staff("customer_service"), Source.ADMIN), note="  ")
+    assert Order.objects.get(pk=order.pk).seller_note == ""
+    assert not OrderEvent.objects.filter(order=order, kind="note").exists()
