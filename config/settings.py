@@ -183,6 +183,8 @@ SPECTACULAR_SETTINGS = {
 ORDERHUB = {
     # Reservations on lead-time stock expire unless confirmed within this many hours.
     "LEAD_TIME_RESERVATION_HOURS": int(os.environ.get("LEAD_TIME_RESERVATION_HOURS", "24")),
+    # Time zone for order numbers and dates when a shop does not say otherwise.
+    "DEFAULT_TIME_ZONE": os.environ.get("SHOP_TIME_ZONE") or "Asia/Shanghai",
 }
 
 # --- Logging ----------------------------------------------------------------------------

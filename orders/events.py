@@ -123,21 +123,26 @@ def order_note(*, order: Order, actor: Actor, message: str, at: datetime | None 
     return _record(order=order, kind=K.NOTE, actor=actor, message=message, at=at, to_status="")
 
 
+def _stock_lines(*, order: Order, kind: EventKind, actor: Actor, lines: list[tuple[str, str, int]], key: str,
+                 prefix: str, at: datetime | None) -> OrderEvent:
+    """One event listing (warehouse name, SKU code, quantity) lines, stored under `data[key]`."""
+    parts = "、".join(f"{w} {sku}×{q}" for w, sku, q in lines)
+    return _record(order=order, kind=kind, actor=actor, at=at, to_status="", message=f"{prefix}: {parts}",
+                   data={key: [[w, sku, q] for w, sku, q in lines]})
+
+
 def reservations_expired(*, order: Order, actor: Actor, released: list[tuple[str, str, int]],
                          at: datetime | None = None) -> OrderEvent:
     """`released`: (warehouse name, SKU code, quantity) of each expired reservation."""
-    parts = "、".join(f"{w} {sku}×{q}" for w, sku, q in released)
-    return _record(order=order, kind=K.RESERVATIONS_EXPIRED, actor=actor, at=at, to_status="",
-                   message=f"备货预占未在时限内确认,已释放: {parts}",
-                   data={"released": [[w, sku, q] for w, sku, q in released]})
+    return _stock_lines(order=order, kind=K.RESERVATIONS_EXPIRED, actor=actor, lines=released, key="released",
+                        prefix="备货预占未在时限内确认,已释放", at=at)
 
 
 def stock_confirmed(*, order: Order, actor: Actor, confirmed: list[tuple[str, str, int]],
                     at: datetime | None = None) -> OrderEvent:
-    parts = "、".join(f"{w} {sku}×{q}" for w, sku, q in confirmed)
-    return _record(order=order, kind=K.STOCK_CONFIRMED, actor=actor, at=at, to_status="",
-                   message=f"备货已确认,预占不再过期: {parts}",
-                   data={"confirmed": [[w, sku, q] for w, sku, q in confirmed]})
+    """`confirmed`: (warehouse name, SKU code, quantity) of each reservation confirmed."""
+    return _stock_lines(order=order, kind=K.STOCK_CONFIRMED, actor=actor, lines=confirmed, key="confirmed",
+                        prefix="备货已确认,预占不再过期", at=at)
 
 
 def skus_resolved(*, order: Order, actor: Actor, resolved: list[tuple[str, str]], at: datetime | None = None) -> OrderEvent:

@@ -7,6 +7,8 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('orders', '0002_event_status_choices'),
+        # Duplicates must be merged (in their own transaction) before uniq_customer_phone is added.
+        ('orders', '0003_merge_duplicate_customers'),
     ]
 
     operations = [

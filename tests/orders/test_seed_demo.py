@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import random
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
@@ -20,7 +22,7 @@ from inventory import conditions
 from inventory.audit import audit
 from inventory.models import Reservation, RoutingRule, Sku, SkuMapping, StockLevel, StockMove, Warehouse
 from orders import demo, services
-from orders.models import HoldReason, Order, OrderEvent, OrderStatus, Shop
+from orders.models import Customer, HoldReason, Order, OrderEvent, OrderStatus, Shop
 from orders.services import normalize_phone
 from tests.factories import make_order
 
@@ -122,6 +124,56 @@ def test_seed_orders_reach_every_status(seed_output):
     assert demo_orders().count() == SEED_ORDERS
 
 
+def test_seed_creates_exactly_the_catalogue_tables(seed_output):
+    assert Warehouse.objects.count() == 6
+    assert Sku.objects.count() == 31
+    assert Shop.objects.count() == 7
+    assert RoutingRule.objects.count() == 3
+    # The five Chinese shops list all 31 SKUs; Shopify and Amazon only the 10 with a USD price.
+    assert SkuMapping.objects.filter(shop__currency="CNY").count() == 5 * 31
+    for code in ["demo-shopify", "demo-amazon"]:
+        assert sorted(SkuMapping.objects.filter(shop__code=code).values_list("sku__code", flat=True)) == [
+            "CJ-002", "CJ-004", "CJ-005", "QJ-001", "QJ-002", "RY-002", "SN-001", "SN-002", "SN-003", "SN-006"]
+    assert RoutingRule.objects.get(name="折叠盆 → 深圳仓").mode == RoutingRule.Mode.STRICT
+    assert set(RoutingRule.objects.exclude(name="折叠盆 → 深圳仓").values_list("mode", flat=True)) == {
+        RoutingRule.Mode.PREFERRED}
+    assert get_user_model().objects.filter(username__in=["cs", "warehouse", "finance", "ops", "supervisor",
+                                                         "admin"]).count() == 6
+
+
+def test_seed_orders_per_status_for_the_default_seed(seed_output):
+    """Pins what seed 2024 gives for 60 orders: a change to planning shows up here on purpose."""
+    counts = {status: demo_orders().filter(status=status).count() for status in OrderStatus.values}
+    assert counts == {
+        "pending_payment": 5, "paid": 5, "on_hold": 11, "allocated": 4, "packed": 2, "partially_shipped": 2,
+        "shipped": 5, "delivered": 5, "completed": 13, "cancelled": 6, "returned": 2,
+    }
+    reasons = Counter(demo_orders().filter(status=OrderStatus.ON_HOLD).values_list("hold_reason", flat=True))
+    assert dict(reasons) == {"address": 1, "manual": 4, "reservation_expired": 2, "sku_unmapped": 1, "stock_short": 3}
+
+
+# scenario → (status it ends in, hold reasons it may be held for)
+SCENARIO_ENDS = {
+    "pending_payment": ("pending_payment", set()), "paid": ("paid", set()), "paid_presale": ("paid", set()),
+    "hold_stock_short": ("on_hold", {"stock_short"}), "hold_sku_unmapped": ("on_hold", {"sku_unmapped"}),
+    "hold_manual": ("on_hold", {"manual"}), "hold_check": ("on_hold", {"address", "risk"}),
+    "hold_reservation_expired": ("on_hold", {"reservation_expired"}),
+    "allocated": ("allocated", set()), "packed": ("packed", set()), "partially_shipped": ("partially_shipped", set()),
+    "shipped": ("shipped", set()), "delivered": ("delivered", set()), "completed": ("completed", set()),
+    "cancelled_unpaid": ("cancelled", set()), "cancelled_paid": ("cancelled", set()),
+    "cancelled_allocated": ("cancelled", set()), "returned": ("returned", set()),
+}
+
+
+def test_every_order_ends_where_its_scenario_says(seed_output):
+    assert set(SCENARIO_ENDS) == set(demo.SCENARIOS)
+    for order in demo_orders():
+        status, reasons = SCENARIO_ENDS[order.raw["scenario"]]
+        assert order.status == status, (order.number, order.raw["scenario"], order.hold_reason)
+        if reasons:
+            assert order.hold_reason in reasons, order.number
+
+
 def test_seed_leaves_the_stock_books_balanced(seed_output):
     assert audit() == []
     assert StockMove.objects.filter(kind=StockMove.Kind.SHIP).exists()
@@ -197,19 +249,42 @@ def _counts() -> dict[str, int]:
         "shops": Shop.objects.count(), "warehouses": Warehouse.objects.count(), "skus": Sku.objects.count(),
         "mappings": SkuMapping.objects.count(), "rules": RoutingRule.objects.count(),
         "users": get_user_model().objects.count(), "reservations": Reservation.objects.count(),
+        "customers": Customer.objects.count(), "pools": StockLevel.objects.count(), "groups": Group.objects.count(),
+        "memberships": get_user_model().groups.through.objects.count(),
+    }
+
+
+def _state() -> dict:
+    """What a re-run must leave as it was (besides passwords and webhook secrets)."""
+    return {
+        "orders": sorted(Order.objects.values_list("number", "status", "hold_reason", "customer_id", "updated_at")),
+        "pools": sorted(StockLevel.objects.values_list("pk", "on_hand", "reserved", "inbound", "inbound_eta")),
+        "barcodes": sorted(Sku.objects.values_list("code", "barcode")),
+        "mappings": sorted(SkuMapping.objects.values_list("shop__code", "sku__code", "platform_sku_id")),
     }
 
 
 @fast_hasher()
 def test_seed_twice_creates_nothing_and_resets_passwords_and_secrets(seed_output):
-    before = _counts()
+    before, state = _counts(), _state()
     out = StringIO()
     call_command("seed_demo", orders=SEED_ORDERS, password="new-pass-1", webhook_secret="new-secret", stdout=out)
     assert "already seeded" in out.getvalue()
     assert _counts() == before
+    assert _state() == state
     assert get_user_model().objects.get(username="cs").check_password("new-pass-1")
     assert set(Shop.objects.filter(code__in=demo.SHOP_CODES).values_list("webhook_secret", flat=True)) == {"new-secret"}
     assert audit() == []
+
+
+@fast_hasher()
+def test_a_rerun_with_another_size_and_seed_adds_nothing_either(seed_output):
+    before, state = _counts(), _state()
+    result = demo.seed(orders=500, seed=99)
+    assert result.created is False
+    assert result.orders == SEED_ORDERS and result.counts["warehouses"] == 6 and result.counts["skus"] == 31
+    assert _counts() == before
+    assert _state() == state
 
 
 # --- the seeded routing rules pick the warehouse -------------------------------------------
