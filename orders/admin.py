@@ -166,9 +166,10 @@ class CustomerAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin)
     search_fields = ("name", "phone", "orders__number", "orders__platform_order_id")
     masked_search_fields = ("orders__number", "orders__platform_order_id")
     list_filter = ("created_at",)
+    ordering = ("-id",)
 
     def get_queryset(self, request):
-        qs = selectors.customer_list(actor=admin_actor(request))
+        qs = selectors.customer_list(actor=admin_actor(request)).order_by(*self.get_ordering(request))
         return _with_pii_flag(qs, request).annotate(order_total=Count("orders"))
 
     def get_list_display(self, request):
