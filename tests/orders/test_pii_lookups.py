@@ -64,7 +64,7 @@ CUSTOMER_CHANGELIST = reverse("admin:orders_customer_changelist")
 
 # --- admin search ---------------------------------------------------------------------------
 @pytest.mark.parametrize("role", MASKED_ROLES)
-@pytest.mark.parametrize("term", [PHONE, "+86 138 0013 8000", "0013", "王小明", "人民路"])
+@pytest.mark.parametrize("term", [PHONE, "+86 138 0013 8000", "38001380", "王小明", "人民路"])
 def test_masked_role_order_search_by_personal_data_finds_nothing(role, term, orders):
     assert listed(admin_client(role).get(ORDER_CHANGELIST, {"q": term})) == []
 
