@@ -540,6 +540,9 @@ def mapping_added(*, shop_id: int, platform_sku_id: str, actor: Actor) -> int:
 
 @transaction.atomic
 def order_add_note(*, order: Order, actor: Actor, note: str) -> Order:
+    from orders.selectors import ensure_order_in_scope
+
+    ensure_order_in_scope(order=order, actor=actor)
     if not actor.can("orders.change_order"):
         raise NotPermitted(f"{actor.label} 没有权限修改订单备注")
     note = (note or "").strip()
@@ -560,7 +563,7 @@ TRANSITION_PARAMS = {name: {p.name for p in a.params} for name, a in ACTIONS.ite
 
 def order_transition(*, order: Order, name: str, actor: Actor, params: dict | None = None) -> Order:
     """Run the named action's service with the parameters it accepts."""
-    from orders.selectors import ensure_order_in_scope  # selectors import services lazily too
+    from orders.selectors import ensure_order_in_scope  # imported here: selectors reads services too
 
     ensure_order_in_scope(order=order, actor=actor)  # outside the person's shops/warehouses: 404
     spec = action(name)

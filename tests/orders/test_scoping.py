@@ -352,3 +352,11 @@ def test_customer_outside_the_scope_is_not_listed_even_when_searched(world, bran
     assert changelist(client, "orders_customer", q=world["b_w1"].number) == []
     assert hidden.pk not in {c.pk for c in changelist(client, "orders_customer")}
     assert Order.objects.filter(customer=hidden).exists()
+
+
+def test_note_on_an_out_of_scope_order_is_refused_as_not_found(world, brand_a):
+    order = world["b_w1"]
+    with pytest.raises(NotFound):
+        services.order_add_note(order=order, actor=Actor.of(brand_a, Source.ADMIN), note="看不见的单")
+    order.refresh_from_db()
+    assert "看不见的单" not in order.seller_note
