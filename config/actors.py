@@ -8,6 +8,7 @@ roles grant.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +32,31 @@ class Source:
         (IMPORT, "导入"),
         (SYSTEM, "系统"),
     ]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which shops and warehouses a person may see; None means all of them.
+
+    Set per person by a `orders.StaffProfile` (an agency gives each brand team only its
+    shops; a warehouse team only its warehouses). Selectors apply it to every queryset.
+    """
+
+    shop_ids: frozenset[int] | None = None
+    warehouse_ids: frozenset[int] | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return self.shop_ids is None and self.warehouse_ids is None
+
+    def allows_shop(self, shop_id: int | None) -> bool:
+        return self.shop_ids is None or shop_id in self.shop_ids
+
+    def allows_warehouse(self, warehouse_id: int | None) -> bool:
+        return self.warehouse_ids is None or warehouse_id in self.warehouse_ids
+
+
+UNRESTRICTED = Scope()
 
 
 @dataclass(frozen=True)
@@ -63,3 +89,23 @@ class Actor:
         if self.user is None:
             return True
         return bool(self.user.is_active and self.user.has_perm(perm))
+
+    @cached_property
+    def scope(self) -> Scope:
+        """The shops / warehouses this actor is limited to (None = all).
+
+        System actors and superusers are never limited; a person without a staff profile,
+        or whose profile lists no shops (no warehouses), is not limited on that axis.
+        Read once per actor (an actor lives for one request or one job).
+        """
+        user = self.user
+        if user is None or getattr(user, "is_superuser", False) or not getattr(user, "pk", None):
+            return UNRESTRICTED
+        from orders.models import StaffProfile  # config must not import apps at load time
+
+        profile = StaffProfile.objects.filter(user_id=user.pk).first()
+        if profile is None:
+            return UNRESTRICTED
+        shop_ids = frozenset(profile.shops.values_list("pk", flat=True))
+        warehouse_ids = frozenset(profile.warehouses.values_list("pk", flat=True))
+        return Scope(shop_ids=shop_ids or None, warehouse_ids=warehouse_ids or None)

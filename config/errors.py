@@ -65,6 +65,12 @@ class NotPermitted(DomainError):
     default_message = "没有权限执行此操作"
 
 
+class FilterNotPermitted(NotPermitted):
+    code = ErrorCode.FILTER_NOT_PERMITTED
+    http_status = 403
+    default_message = "没有按个人信息(手机号、姓名、地址)查询的权限"
+
+
 class TransitionNotAllowed(DomainError):
     code = ErrorCode.TRANSITION_NOT_ALLOWED
     http_status = 409

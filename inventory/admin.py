@@ -3,6 +3,13 @@
 Stock numbers change only through `inventory.services` (so every change has a ledger
 row): pools show on_hand/reserved read-only, and receipts, stocktakes and adjustments go
 through a small form that calls the services. Reservations and the ledger are read-only.
+
+Saving a pool's change form writes only its display fields (inbound, ETA) with
+`update_fields`, never the whole row: on_hand and reserved are owned by the services and
+may have changed (a concurrent allocation) since the form's copy was read.
+
+Every list is limited to the person's warehouses (and, for order rows, shops); outside
+their scope an object page is a 404.
 """
 
 from __future__ import annotations
@@ -21,24 +28,36 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from config.admin_tools import ReadOnlyAdminMixin, admin_actor
-from inventory import services
+from inventory import selectors, services
 from inventory.forms import RoutingRuleForm, StockOperationForm
 from inventory.models import Reservation, RoutingRule, Sku, SkuMapping, StockLevel, StockMove, Warehouse
 from config.errors import DomainError
+from orders import selectors as order_selectors
+from orders.admin import OutOfScopeIs404Mixin, PiiLookupGuardMixin
+
+
+def _actor_warehouses(request):
+    return order_selectors.warehouse_list(actor=admin_actor(request))
 
 
 @admin.register(Warehouse)
-class WarehouseAdmin(admin.ModelAdmin):
+class WarehouseAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
     list_display = ("code", "name", "kind", "region", "province", "city", "priority", "lead_time_days", "allocatable", "is_active")
     list_filter = ("kind", "region", "allocatable", "is_active", "country")
     search_fields = ("code", "name", "province", "city")
     ordering = ("priority", "id")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(pk__in=_actor_warehouses(request).values("pk"))
 
 
 class SkuMappingInline(admin.TabularInline):
     model = SkuMapping
     fields = ("shop", "platform_sku_id")
     extra = 0
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(shop__in=order_selectors.shop_list(actor=admin_actor(request)))
 
 
 class SkuStockInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -47,6 +66,9 @@ class SkuStockInline(ReadOnlyAdminMixin, admin.TabularInline):
     readonly_fields = fields
     extra = 0
     verbose_name_plural = _("各仓库存")
+
+    def get_queryset(self, request):
+        return selectors.scope_stock_levels(super().get_queryset(request), actor=admin_actor(request))
 
     @admin.display(description=_("可用"))
     def available(self, pool):
@@ -62,29 +84,55 @@ class SkuAdmin(admin.ModelAdmin):
 
 
 @admin.register(SkuMapping)
-class SkuMappingAdmin(admin.ModelAdmin):
+class SkuMappingAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
     list_display = ("shop", "platform_sku_id", "sku")
-    list_filter = ("shop",)
+    list_filter = (("shop", admin.RelatedOnlyFieldListFilter),)
     search_fields = ("platform_sku_id", "sku__code", "sku__name")
     list_select_related = ("shop", "sku")
     autocomplete_fields = ("sku",)
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(shop__in=order_selectors.shop_list(actor=admin_actor(request)))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "shop":
+            kwargs["queryset"] = order_selectors.shop_list(actor=admin_actor(request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
 
 # --- pools ----------------------------------------------------------------------------------------
 @admin.register(StockLevel)
-class StockLevelAdmin(admin.ModelAdmin):
+class StockLevelAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
     change_list_template = "admin/inventory/stocklevel/change_list.html"
     change_form_template = "admin/inventory/stocklevel/change_form.html"
     list_display = ("warehouse", "sku", "on_hand", "reserved", "available_display", "inbound", "inbound_eta", "updated_at")
-    list_filter = ("warehouse", "sku__category")
+    list_filter = (("warehouse", admin.RelatedOnlyFieldListFilter), "sku__category")
     search_fields = ("sku__code", "sku__barcode", "sku__name")
     list_select_related = ("warehouse", "sku")
     fields = ("warehouse", "sku", "on_hand", "reserved", "available_display", "inbound", "inbound_eta", "updated_at")
     readonly_fields = ("warehouse", "sku", "on_hand", "reserved", "available_display", "updated_at")
+    # What a form may write on a pool. Quantities are never here: they move only through
+    # the services, each with its ledger row.
+    editable_fields = ("inbound", "inbound_eta")
     ordering = ("warehouse__priority", "sku__code")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(available_qty=F("on_hand") - F("reserved"))
+        qs = selectors.scope_stock_levels(super().get_queryset(request), actor=admin_actor(request))
+        return qs.annotate(available_qty=F("on_hand") - F("reserved"))
+
+    def get_readonly_fields(self, request, obj=None):
+        # Read-only for everyone, superusers included: the form never carries quantities.
+        return tuple(f for f in self.fields if f not in self.editable_fields)
+
+    def save_model(self, request, obj, form, change):
+        """Write only the editable fields, never the whole row: `obj` was read at the start
+        of the request, and saving it whole would put back on_hand/reserved as they were
+        then, undoing a reservation made meanwhile (and leaving the ledger unbalanced)."""
+        if not change:
+            raise PermissionDenied  # a pool appears with its first receipt
+        changed = [name for name in self.editable_fields if name in form.changed_data]
+        if changed:
+            obj.save(update_fields=[*changed, "updated_at"])
 
     def has_add_permission(self, request):
         return False  # a pool appears with its first receipt
@@ -121,13 +169,14 @@ class StockLevelAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request) or not self.may_move_stock(request):
             raise PermissionDenied
         if request.method == "POST":
-            form = StockOperationForm(request.POST)
+            form = self._operation_form(request, StockOperationForm(request.POST))
             if form.is_valid():
                 pool = self._apply(request, form)
                 if pool is not None:
                     return HttpResponseRedirect(reverse("admin:inventory_stocklevel_changelist") + f"?q={pool.sku.code}")
         else:
-            form = StockOperationForm(initial={k: request.GET[k] for k in ("warehouse", "sku", "operation") if k in request.GET})
+            form = self._operation_form(request, StockOperationForm(
+                initial={k: request.GET[k] for k in ("warehouse", "sku", "operation") if k in request.GET}))
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -135,6 +184,13 @@ class StockLevelAdmin(admin.ModelAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/inventory/stocklevel/operation.html", context)
+
+    @staticmethod
+    def _operation_form(request, form):
+        # Only the person's own warehouses are offered; another one is an invalid choice.
+        field = form.fields["warehouse"]
+        field.queryset = field.queryset.filter(pk__in=_actor_warehouses(request).values("pk"))
+        return form
 
     def _apply(self, request, form) -> StockLevel | None:
         data = form.cleaned_data
@@ -171,11 +227,14 @@ class PoolColumnsMixin:
 
 
 @admin.register(Reservation)
-class ReservationAdmin(PoolColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReservationAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, PoolColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "order_link", "sku", "warehouse", "quantity", "status", "expires_at", "created_at", "closed_at", "close_reason")
-    list_filter = ("status", "stock_level__warehouse", "created_at")
+    list_filter = ("status", ("stock_level__warehouse", admin.RelatedOnlyFieldListFilter), "created_at")
     search_fields = ("order_line__order__number", "order_line__order__platform_order_id", "stock_level__sku__code")
     list_select_related = ("order_line__order", "stock_level__warehouse", "stock_level__sku")
+
+    def get_queryset(self, request):
+        return selectors.scope_reservations(super().get_queryset(request), actor=admin_actor(request))
 
     @admin.display(description=_("订单"), ordering="order_line__order__number")
     def order_link(self, obj):
@@ -184,15 +243,18 @@ class ReservationAdmin(PoolColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(StockMove)
-class StockMoveAdmin(PoolColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class StockMoveAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, PoolColumnsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The append-only ledger: no add, no change, no delete — not even for a superuser."""
 
     list_display = ("created_at", "warehouse", "sku", "kind", "on_hand_delta", "reserved_delta", "on_hand_after",
                     "reserved_after", "order", "actor_label", "source", "reason")
-    list_filter = ("kind", "stock_level__warehouse", "source", "created_at")
+    list_filter = ("kind", ("stock_level__warehouse", admin.RelatedOnlyFieldListFilter), "source", "created_at")
     search_fields = ("order__number", "stock_level__sku__code", "reason", "actor_label")
     list_select_related = ("stock_level__warehouse", "stock_level__sku", "order")
     date_hierarchy = "created_at"
+
+    def get_queryset(self, request):
+        return selectors.scope_stock_moves(super().get_queryset(request), actor=admin_actor(request))
 
 
 @admin.register(RoutingRule)

@@ -6,6 +6,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
 
+from config.actors import Actor, Source
 from config.api import holds_permission
 from inventory.models import StockLevel
 from inventory.selectors import stock_level_list
@@ -19,6 +20,7 @@ CanViewStock = holds_permission("inventory.view_stocklevel", "没有查看库存
 @extend_schema(
     tags=["stock"],
     summary="库存列表",
+    description="只列出用户数据范围内的仓库的库存。",
     parameters=[StockFilterSerializer],
     responses={
         200: StockLevelOutputSerializer(many=True),
@@ -37,4 +39,4 @@ class StockLevelListApi(ListAPIView):
     def get_queryset(self):
         filters = StockFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        return stock_level_list(**filters.validated_data)
+        return stock_level_list(actor=Actor.of(self.request.user, Source.API), **filters.validated_data)

@@ -1,18 +1,50 @@
-"""Inventory read side: querysets for the admin and the API."""
+"""Inventory read side: querysets for the admin and the API.
+
+Querysets a person reads are limited to their scope (`Actor.scope`): pools, reservations
+and ledger moves by warehouse; reservations and moves of an order also by the order's
+shop (an agency's brand team does not see another brand's order numbers).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from inventory.models import Reservation, StockLevel
+from config.actors import Actor
+from inventory.models import Reservation, StockLevel, StockMove
 
 
-def stock_level_list(*, sku: str | None = None, warehouse: str | None = None, category: str | None = None) -> QuerySet[StockLevel]:
-    """Pools by warehouse priority then SKU code, filtered by codes and category."""
-    qs = StockLevel.objects.select_related("warehouse", "sku")
+def scope_stock_levels(queryset: QuerySet[StockLevel], *, actor: Actor) -> QuerySet[StockLevel]:
+    if actor.scope.warehouse_ids is not None:
+        queryset = queryset.filter(warehouse_id__in=actor.scope.warehouse_ids)
+    return queryset
+
+
+def scope_reservations(queryset: QuerySet[Reservation], *, actor: Actor) -> QuerySet[Reservation]:
+    scope = actor.scope
+    if scope.warehouse_ids is not None:
+        queryset = queryset.filter(stock_level__warehouse_id__in=scope.warehouse_ids)
+    if scope.shop_ids is not None:
+        queryset = queryset.filter(order_line__order__shop_id__in=scope.shop_ids)
+    return queryset
+
+
+def scope_stock_moves(queryset: QuerySet[StockMove], *, actor: Actor) -> QuerySet[StockMove]:
+    scope = actor.scope
+    if scope.warehouse_ids is not None:
+        queryset = queryset.filter(stock_level__warehouse_id__in=scope.warehouse_ids)
+    if scope.shop_ids is not None:
+        # Receipts and stocktakes belong to no order; order moves follow the order's shop.
+        queryset = queryset.filter(Q(order__isnull=True) | Q(order__shop_id__in=scope.shop_ids))
+    return queryset
+
+
+def stock_level_list(*, actor: Actor, sku: str | None = None, warehouse: str | None = None,
+                     category: str | None = None) -> QuerySet[StockLevel]:
+    """Pools in the actor's warehouses by warehouse priority then SKU code, filtered by codes and category."""
+    qs = scope_stock_levels(StockLevel.objects.select_related("warehouse", "sku"), actor=actor)
     if sku:
         qs = qs.filter(sku__code=sku)
     if warehouse:

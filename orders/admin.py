@@ -3,12 +3,19 @@
 Thin on purpose: every state change goes through a service (which checks the actor's
 permission, so a hand-made POST is refused exactly like a hidden button), and personal
 data is masked through `orders.selectors` for staff without `orders.view_pii`.
+
+Staff who see personal data masked can neither search, filter nor sort by it: their
+search boxes cover order numbers only, a URL lookup through a personal-data field is a
+400 (`PiiLookupGuardMixin`), and no sortable column orders by one. Every queryset is
+limited to the person's shops / warehouses (`StaffProfile`); outside it, a page is a 404.
 """
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth import get_user_model
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, Value
@@ -21,11 +28,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from config.admin_tools import ReadOnlyAdminMixin, admin_actor
-from inventory.models import Reservation, Warehouse
+from inventory.models import Reservation
 from orders import selectors, services
 from config.errors import DomainError
 from orders.masking import mask_address, mask_name, mask_phone
-from orders.models import Customer, Order, OrderEvent, OrderLine, OrderStatus, Shop
+from orders.models import Customer, Order, OrderEvent, OrderLine, OrderStatus, Shop, StaffProfile
 from orders.transitions import ACTIONS, Param
 
 PII_FLAG = "viewer_may_see_pii"
@@ -56,6 +63,31 @@ def _pii(obj, value: str, kind: str) -> str:
     """`value` unmasked only when the row was loaded for a viewer holding orders.view_pii."""
     value = value or ""
     return value if getattr(obj, PII_FLAG, False) else MASKERS[kind](value)
+
+
+class OutOfScopeIs404Mixin:
+    """An object outside the person's scope (or that does not exist) is a 404 on every
+    object page — change, history, custom views — not the admin's redirect to the index,
+    so the answer never says whether the object exists."""
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            raise Http404(gettext("对象不存在"))
+        return obj
+
+
+class PiiLookupGuardMixin:
+    """Staff without orders.view_pii may not filter by personal data through the URL
+    (`?receiver_phone__contains=`, `?customer__phone__startswith=`, `?raw__icontains=`…):
+    Django answers such a lookup with 400 (DisallowedModelAdminLookup), before any row is
+    read."""
+
+    def lookup_allowed(self, lookup, value, request=None):
+        if request is not None and not selectors.can_view_pii(admin_actor(request)):
+            if selectors.lookup_touches_pii(self.model, lookup):
+                return False
+        return super().lookup_allowed(lookup, value, request)
 
 
 def status_badge(order: Order) -> str:
@@ -102,7 +134,7 @@ class ShopAdminForm(forms.ModelForm):
 
 
 @admin.register(Shop)
-class ShopAdmin(admin.ModelAdmin):
+class ShopAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
     form = ShopAdminForm
     list_display = ("code", "name", "platform", "currency", "ship_within_hours", "sync_enabled", "sync_cursor", "is_active")
     list_filter = ("platform", "sync_enabled", "is_active")
@@ -115,6 +147,9 @@ class ShopAdmin(admin.ModelAdmin):
         (_("接口凭据"), {"classes": ("collapse",), "fields": ("app_key", *SECRET_FIELDS)}),
     )
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(pk__in=selectors.shop_list(actor=admin_actor(request)).values("pk"))
+
     def get_fieldsets(self, request, obj=None):
         # Staff who may only look at a shop never get its credentials, not even masked.
         if obj is not None and not self.has_change_permission(request, obj):
@@ -124,16 +159,33 @@ class ShopAdmin(admin.ModelAdmin):
 
 # --- Customer -----------------------------------------------------------------------------------
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     list_display = ("id", "display_name", "display_phone", "tags", "order_count", "created_at")
-    search_fields = ("name", "phone")
+    # Masked roles: no column sorts by name or phone (the masked columns have no ordering).
+    masked_list_display = ("id", "masked_name", "masked_phone", "tags", "order_count", "created_at")
+    search_fields = ("name", "phone", "orders__number", "orders__platform_order_id")
+    masked_search_fields = ("orders__number", "orders__platform_order_id")
     list_filter = ("created_at",)
+    ordering = ("-id",)
 
     def get_queryset(self, request):
-        return _with_pii_flag(super().get_queryset(request), request).annotate(order_total=Count("orders"))
+        qs = selectors.customer_list(actor=admin_actor(request)).order_by(*self.get_ordering(request))
+        return _with_pii_flag(qs, request).annotate(order_total=Count("orders"))
+
+    def get_list_display(self, request):
+        if selectors.can_view_pii(admin_actor(request)):
+            return self.list_display
+        return self.masked_list_display
+
+    def get_search_fields(self, request):
+        if selectors.can_view_pii(admin_actor(request)):
+            return self.search_fields
+        return self.masked_search_fields
 
     def get_search_results(self, request, queryset, search_term):
         qs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if not selectors.can_view_pii(admin_actor(request)):
+            return qs, may_have_duplicates
         phone = services.normalize_phone(search_term)
         if phone:
             qs = queryset.filter(Q(pk__in=qs.values("pk")) | Q(phone=phone))
@@ -160,6 +212,14 @@ class CustomerAdmin(admin.ModelAdmin):
     def display_phone(self, obj):
         return _pii(obj, obj.phone, "phone")
 
+    @admin.display(description=_("姓名"))
+    def masked_name(self, obj):
+        return _pii(obj, obj.name, "name")
+
+    @admin.display(description=_("手机号"))
+    def masked_phone(self, obj):
+        return _pii(obj, obj.phone, "phone")
+
     @admin.display(description=_("订单数"), ordering="order_total")
     def order_count(self, obj):
         return getattr(obj, "order_total", None)
@@ -171,7 +231,7 @@ class ReservationWarehouseFilter(admin.SimpleListFilter):
     parameter_name = "warehouse"
 
     def lookups(self, request, model_admin):
-        return [(str(w.pk), w.name) for w in Warehouse.objects.order_by("priority", "id")]
+        return [(str(w.pk), w.name) for w in selectors.warehouse_list(actor=admin_actor(request))]
 
     def queryset(self, request, queryset):
         if not self.value():
@@ -227,25 +287,25 @@ class OrderAdminForm(forms.ModelForm):
         fields: list[str] = []
 
 
-def _order_warehouses(order: Order) -> list[tuple[str, str]]:
-    warehouses = Warehouse.objects.filter(
+def _order_warehouses(order: Order, actor) -> list[tuple[str, str]]:
+    warehouses = selectors.warehouse_list(actor=actor).filter(
         stock_levels__reservations__order_line__order=order,
         stock_levels__reservations__status=Reservation.Status.ACTIVE,
     ).distinct().order_by("priority", "id")
     return [("", _("全部仓库"))] + [(w.code, w.name) for w in warehouses]
 
 
-def _field(param: Param, order: Order) -> forms.Field:
+def _field(param: Param, order: Order, actor) -> forms.Field:
     if param.kind == "choice":
         return forms.ChoiceField(label=param.label, choices=param.choices, initial=param.choices[0][0],
                                  required=param.required, help_text=param.help_text)
     if param.kind == "warehouse":
-        return forms.ChoiceField(label=param.label, choices=_order_warehouses(order), required=param.required)
+        return forms.ChoiceField(label=param.label, choices=_order_warehouses(order, actor), required=param.required)
     return forms.CharField(label=param.label, required=param.required, max_length=param.max_length,
                            help_text=param.help_text)
 
 
-def transition_form(name: str, order: Order, prefix: str) -> forms.Form | None:
+def transition_form(name: str, order: Order, prefix: str, actor) -> forms.Form | None:
     """The small form of the inputs an action takes (None when it takes none), built from
     the action table in `orders.transitions`."""
     spec = ACTIONS[name]
@@ -253,21 +313,25 @@ def transition_form(name: str, order: Order, prefix: str) -> forms.Form | None:
         return None
     form = forms.Form(auto_id=f"id_{prefix}_%s")
     for param in spec.params:
-        form.fields[param.name] = _field(param, order)
+        form.fields[param.name] = _field(param, order, actor)
     return form
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
+class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     form = OrderAdminForm
     change_form_template = "admin/orders/order/change_form.html"
     inlines = (OrderLineInline, OrderEventInline)
     list_display = ("number", "shop", "platform", "platform_order_id", "status_display", "hold_reason",
                     "amount", "receiver_name_display", "receiver_phone_display", "placed_at")
     list_select_related = ("shop", "customer")
-    list_filter = ("status", "shop", "shop__platform", "hold_reason", "placed_at", ReservationWarehouseFilter)
+    # Shops offered as filter choices: only those of the orders the person may see.
+    list_filter = ("status", ("shop", admin.RelatedOnlyFieldListFilter), "shop__platform", "hold_reason", "placed_at",
+                   ReservationWarehouseFilter)
     search_fields = ("number", "platform_order_id", "receiver_phone", "lines__sku__code")
+    masked_search_fields = ("number", "platform_order_id", "lines__sku__code")  # no personal data
     search_help_text = _("订单号、平台订单号、手机号(任意格式)或 SKU 编码")
+    masked_search_help_text = _("订单号、平台订单号或 SKU 编码")
     date_hierarchy = "placed_at"
     actions = ("allocate_selected", "cancel_selected")
     list_per_page = 50
@@ -286,7 +350,19 @@ class OrderAdmin(admin.ModelAdmin):
 
     # --- querysets, permissions ---------------------------------------------------------------
     def get_queryset(self, request):
-        return _with_pii_flag(selectors.order_list(), request)
+        return _with_pii_flag(selectors.order_list(actor=admin_actor(request)), request)
+
+    def get_search_fields(self, request):
+        if selectors.can_view_pii(admin_actor(request)):
+            return self.search_fields
+        return self.masked_search_fields
+
+    def get_changelist_instance(self, request):
+        changelist = super().get_changelist_instance(request)
+        if not selectors.can_view_pii(admin_actor(request)):
+            # The box's hint must not promise a phone search to a role that cannot do one.
+            changelist.search_help_text = self.masked_search_help_text
+        return changelist
 
     def has_add_permission(self, request):
         return False  # orders come from the channels
@@ -358,6 +434,8 @@ class OrderAdmin(admin.ModelAdmin):
     # --- search: a phone in any format finds the order ----------------------------------------
     def get_search_results(self, request, queryset, search_term):
         qs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        if not selectors.can_view_pii(admin_actor(request)):
+            return qs, may_have_duplicates
         term = search_term.strip()
         phone = services.normalize_phone(term)
         if phone:
@@ -383,7 +461,7 @@ class OrderAdmin(admin.ModelAdmin):
                     "name": name,
                     "label": gettext(services.TRANSITION_LABELS[name]),
                     "url": reverse("admin:orders_order_transition", args=[obj.pk, name]),
-                    "form": transition_form(name, obj, prefix=name),
+                    "form": transition_form(name, obj, prefix=name, actor=admin_actor(request)),
                 }
                 for name in names
             ]
@@ -411,6 +489,9 @@ class OrderAdmin(admin.ModelAdmin):
             else:
                 messages.success(request, gettext("订单 %(number)s 已%(label)s,当前状态:%(status)s") % {
                     "number": order.number, "label": label, "status": order.get_status_display()})
+        if not self.get_queryset(request).filter(pk=order.pk).exists():
+            # The action moved it out of the person's scope (e.g. allocated to another warehouse).
+            return HttpResponseRedirect(reverse("admin:orders_order_changelist"))
         return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
 
     # --- changelist actions: one service call per order, never a bulk update ------------------
@@ -444,12 +525,15 @@ class OrderAdmin(admin.ModelAdmin):
 
 # --- Timeline (read-only) -----------------------------------------------------------------------
 @admin.register(OrderEvent)
-class OrderEventAdmin(admin.ModelAdmin):
+class OrderEventAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     list_display = ("occurred_at", "order", "kind", "from_status", "to_status", "message", "actor_label", "source", "is_public")
     list_filter = ("kind", "source", "is_public", "occurred_at")
     search_fields = ("order__number", "order__platform_order_id", "message", "actor_label")
     list_select_related = ("order",)
     date_hierarchy = "occurred_at"
+
+    def get_queryset(self, request):
+        return selectors.order_event_list(actor=admin_actor(request))
 
     def has_add_permission(self, request):
         return False
@@ -459,3 +543,23 @@ class OrderEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# --- Staff scope: on the user's own admin page ----------------------------------------------------
+class StaffProfileInline(admin.StackedInline):
+    model = StaffProfile
+    can_delete = False
+    max_num = 1
+    fields = ("shops", "warehouses")
+    filter_horizontal = ("shops", "warehouses")
+    verbose_name = verbose_name_plural = _("数据范围(留空 = 不限)")
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(auth_admin.UserAdmin):
+    inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)

@@ -7,7 +7,7 @@ them into `{"code", "detail"}` with their HTTP status, so no view here catches a
 from __future__ import annotations
 
 from django.db.models import Prefetch
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 from config.actors import Actor, Source
 from config.api import ErrorOutputSerializer, holds_permission
 from orders import selectors, services
-from config.errors import InvalidInput
+from config.errors import FilterNotPermitted, InvalidInput
 from orders.models import Order, OrderLine
 from orders.serializers import (
     OrderDetailOutputSerializer,
@@ -78,11 +78,23 @@ class TokenObtainApi(APIView):
 @extend_schema(
     tags=["orders"],
     summary="订单列表",
-    parameters=[OrderFilterSerializer],
+    description=(
+        "只列出用户数据范围内(店铺/仓库)的订单。按个人信息筛选(`phone`,以及任何姓名、地址参数)"
+        "需要「可查看客户个人信息」权限;没有该权限(个人信息脱敏的角色)时返回 403,"
+        "code 为 `filter_not_permitted`,且不透露是否有匹配的订单。"
+    ),
+    parameters=[
+        OrderFilterSerializer,
+        OpenApiParameter("phone", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False,
+                         description="客户或收件人手机号(任意格式)。需要 orders.view_pii 权限,否则 403 filter_not_permitted"),
+    ],
     responses={
         200: OrderListOutputSerializer(many=True),
         400: OpenApiResponse(ErrorOutputSerializer, description="筛选参数无效(状态、时间)"),
-        **ERRORS,
+        401: ERRORS[401],
+        403: OpenApiResponse(ErrorOutputSerializer, description=(
+            "没有权限(code: permission_denied);个人信息脱敏的角色按手机号/姓名/地址筛选"
+            "(code: filter_not_permitted)")),
     },
 )
 class OrderListApi(_ApiContextMixin, ListAPIView):
@@ -95,9 +107,14 @@ class OrderListApi(_ApiContextMixin, ListAPIView):
     queryset = Order.objects.none()  # for schema introspection only; see get_queryset
 
     def get_queryset(self):
+        actor = Actor.of(self.request.user, Source.API)
+        # Refused before anything is read, whatever the value: the answer must not tell a
+        # masked role whether a phone or a name has orders.
+        if not selectors.can_view_pii(actor) and selectors.PII_QUERY_PARAMS & set(self.request.query_params):
+            raise FilterNotPermitted()
         filters = OrderFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        return selectors.order_list(**filters.validated_data).prefetch_related(
+        return selectors.order_list(actor=actor, **filters.validated_data).prefetch_related(
             Prefetch("lines", queryset=OrderLine.objects.select_related("sku").order_by("id"))
         )
 
@@ -107,7 +124,7 @@ class OrderListApi(_ApiContextMixin, ListAPIView):
     summary="订单详情",
     responses={
         200: OrderDetailOutputSerializer,
-        404: OpenApiResponse(ErrorOutputSerializer, description="订单不存在"),
+        404: OpenApiResponse(ErrorOutputSerializer, description="订单不存在,或不在用户的数据范围(店铺/仓库)内"),
         **ERRORS,
     },
 )
@@ -120,7 +137,7 @@ class OrderDetailApi(_ApiContextMixin, RetrieveAPIView):
     lookup_url_kwarg = "number"
 
     def get_queryset(self):
-        return selectors.order_detail_queryset()
+        return selectors.order_detail_queryset(actor=Actor.of(self.request.user, Source.API))
 
 
 @extend_schema(
@@ -142,7 +159,7 @@ class OrderDetailApi(_ApiContextMixin, RetrieveAPIView):
         400: OpenApiResponse(ErrorOutputSerializer, description="参数无效(code: invalid 等)"),
         401: ERRORS[401],
         403: OpenApiResponse(ErrorOutputSerializer, description="没有权限执行此流转(code: permission_denied)"),
-        404: OpenApiResponse(ErrorOutputSerializer, description="订单不存在或未知的流转(code: not_found / unknown_transition)"),
+        404: OpenApiResponse(ErrorOutputSerializer, description="订单不存在或不在数据范围内,或未知的流转(code: not_found / unknown_transition)"),
         409: OpenApiResponse(ErrorOutputSerializer, description="当前状态不允许(code: transition_not_allowed / concurrent_update)"),
     },
 )
@@ -152,13 +169,15 @@ class OrderTransitionApi(APIView):
     permission_classes = [IsAuthenticated, CanViewOrders]
 
     def post(self, request, number: str, name: str):
-        order = get_object_or_404(Order, number=number)
+        actor = Actor.of(request.user, Source.API)
+        order = selectors.scope_orders(Order.objects.all(), actor=actor).filter(number=number).first()
+        if order is None:  # unknown, or outside the user's shops / warehouses: the same answer
+            raise Http404
         params = request.data
         if hasattr(params, "dict"):  # form-encoded: a QueryDict
             params = params.dict()
         if not isinstance(params, dict):
             raise InvalidInput("请求体必须是 JSON 对象")
-        actor = Actor.of(request.user, Source.API)
         order = services.order_transition(order=order, name=name, actor=actor, params=params)
-        order = selectors.order_detail_queryset().get(pk=order.pk)
+        order = selectors.order_after_action(pk=order.pk)
         return Response(OrderDetailOutputSerializer(order, context={"request": request, "actor": actor}).data)

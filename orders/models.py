@@ -367,3 +367,27 @@ class OrderEvent(models.Model):
         safe = [f"{label} {self.data[key]}" for key, label in PUBLIC_DATA.items()
                 if isinstance(self.data.get(key), str) and self.data[key].strip()]
         return str(wording) + (f"({','.join(str(s) for s in safe)})" if safe else "")
+
+
+class StaffProfile(models.Model):
+    """What one staff member may see beyond their role: some shops and/or some warehouses.
+
+    An empty list means no limit on that axis (so a user without a profile sees everything
+    their role lets them see). Superusers and system actors are never limited. The rule
+    is applied by the selectors (`orders.selectors.scope_orders`, `inventory.selectors`),
+    and an object outside a person's scope answers 404 everywhere.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_profile",
+                                verbose_name=_("用户"))
+    shops = models.ManyToManyField(Shop, blank=True, related_name="+", verbose_name=_("可见店铺"),
+                                   help_text=_("留空 = 全部店铺"))
+    warehouses = models.ManyToManyField("inventory.Warehouse", blank=True, related_name="+", verbose_name=_("可见仓库"),
+                                        help_text=_("留空 = 全部仓库"))
+
+    class Meta:
+        verbose_name = _("员工数据范围")
+        verbose_name_plural = pgettext_lazy("plural", "员工数据范围")
+
+    def __str__(self) -> str:
+        return str(self.user)

@@ -1,17 +1,93 @@
-"""Order read side: querysets for the admin, the API and the portal."""
+"""Order read side: querysets for the admin, the API and the portal.
+
+Every queryset a person reads goes through the actor's scope (`Actor.scope`, set by a
+`StaffProfile`): an object outside it is simply not there, so it answers 404.
+
+The scope rule for orders:
+- a shop-scoped person sees the orders of their shops;
+- a warehouse-scoped person sees the orders that have (or had) a reservation in one of
+  their warehouses, plus the orders still waiting for a warehouse (paid or on hold with no
+  active reservation anywhere), which they may need to allocate;
+- both limits together: both must hold.
+Customers are visible through an order in scope; timeline events with their order.
+"""
 
 from __future__ import annotations
 
 from django.db.models import Prefetch, Q, QuerySet
 
 from config.actors import Actor
+from config.errors import NotFound
+from inventory.models import Reservation, Warehouse
 from orders.masking import mask_address, mask_name, mask_phone
-from orders.models import Order, OrderEvent, OrderLine
+from orders.models import Customer, Order, OrderEvent, OrderLine, OrderStatus, Shop
+
+# --- scope ----------------------------------------------------------------------------------
+AWAITING_WAREHOUSE = (OrderStatus.PAID, OrderStatus.ON_HOLD)
 
 
-def order_list(*, status: str | None = None, shop: str | None = None, phone: str | None = None,
+def scope_orders(queryset: QuerySet[Order], *, actor: Actor) -> QuerySet[Order]:
+    """`queryset` limited to the orders the actor may see (the rule in the module docstring)."""
+    scope = actor.scope
+    if scope.shop_ids is not None:
+        queryset = queryset.filter(shop_id__in=scope.shop_ids)
+    if scope.warehouse_ids is not None:
+        reserved_there = Reservation.objects.filter(stock_level__warehouse_id__in=scope.warehouse_ids)
+        reserved_anywhere = Reservation.objects.filter(status=Reservation.Status.ACTIVE)
+        queryset = queryset.filter(
+            Q(pk__in=reserved_there.values("order_line__order_id"))
+            | (Q(status__in=AWAITING_WAREHOUSE) & ~Q(pk__in=reserved_anywhere.values("order_line__order_id")))
+        )
+    return queryset
+
+
+def order_in_scope(*, order: Order, actor: Actor) -> bool:
+    if actor.scope.unrestricted:
+        return True
+    return scope_orders(Order.objects.filter(pk=order.pk), actor=actor).exists()
+
+
+def ensure_order_in_scope(*, order: Order, actor: Actor) -> None:
+    """For services that act on an order a person named: outside their scope it does not exist."""
+    if not order_in_scope(order=order, actor=actor):
+        raise NotFound("订单不存在")
+
+
+def shop_list(*, actor: Actor) -> QuerySet[Shop]:
+    qs = Shop.objects.all()
+    if actor.scope.shop_ids is not None:
+        qs = qs.filter(pk__in=actor.scope.shop_ids)
+    return qs
+
+
+def warehouse_list(*, actor: Actor) -> QuerySet[Warehouse]:
+    qs = Warehouse.objects.all()
+    if actor.scope.warehouse_ids is not None:
+        qs = qs.filter(pk__in=actor.scope.warehouse_ids)
+    return qs.order_by("priority", "id")
+
+
+def customer_list(*, actor: Actor) -> QuerySet[Customer]:
+    """Customers of the orders in scope (everyone for an unrestricted actor)."""
+    qs = Customer.objects.all()
+    if not actor.scope.unrestricted:
+        qs = qs.filter(pk__in=scope_orders(Order.objects.all(), actor=actor).values("customer_id"))
+    return qs
+
+
+def order_event_list(*, actor: Actor) -> QuerySet[OrderEvent]:
+    qs = OrderEvent.objects.all()
+    if not actor.scope.unrestricted:
+        qs = qs.filter(order_id__in=scope_orders(Order.objects.all(), actor=actor).values("pk"))
+    return qs
+
+
+# --- orders ---------------------------------------------------------------------------------
+def order_list(*, actor: Actor, status: str | None = None, shop: str | None = None, phone: str | None = None,
                platform_order_id: str | None = None, created_after=None, created_before=None) -> QuerySet[Order]:
-    qs = Order.objects.select_related("shop", "customer")
+    """Orders in the actor's scope, newest first. Filtering by `phone` is for callers that
+    checked `can_view_pii` (the API refuses it otherwise)."""
+    qs = scope_orders(Order.objects.select_related("shop", "customer"), actor=actor)
     if status:
         qs = qs.filter(status=status)
     if shop:
@@ -34,15 +110,66 @@ def order_list(*, status: str | None = None, shop: str | None = None, phone: str
     return qs.order_by("-placed_at", "-id")
 
 
-def order_detail_queryset() -> QuerySet[Order]:
-    return Order.objects.select_related("shop", "customer").prefetch_related(
+def _with_detail(qs: QuerySet[Order]) -> QuerySet[Order]:
+    return qs.select_related("shop", "customer").prefetch_related(
         Prefetch("lines", queryset=OrderLine.objects.select_related("sku")),
         Prefetch("events", queryset=OrderEvent.objects.order_by("occurred_at", "id")),
     )
 
 
+def order_detail_queryset(*, actor: Actor) -> QuerySet[Order]:
+    return _with_detail(scope_orders(Order.objects.all(), actor=actor))
+
+
+def order_after_action(*, pk: int) -> Order:
+    """Re-read an order the caller has just acted on (its scope was checked before the
+    action; the action itself may move it out of scope, e.g. allocated elsewhere)."""
+    return _with_detail(Order.objects.all()).get(pk=pk)
+
+
+# --- personal data --------------------------------------------------------------------------
+# Fields that hold personal data, per model. `raw` is the platform payload: it holds all of
+# it. A role that sees these masked may not search, filter, sort or export by them.
+PII_FIELDS: dict[type, frozenset[str]] = {
+    Order: frozenset({"receiver_name", "receiver_phone", "address", "raw"}),
+    Customer: frozenset({"name", "phone"}),
+}
+# Order fields as an export or a list would name them (order → customer too).
+ORDER_PII_PATHS = frozenset({"receiver_name", "receiver_phone", "address", "raw", "customer__name", "customer__phone"})
+# API query parameters that would filter orders by personal data.
+PII_QUERY_PARAMS = frozenset({"phone", "name", "address", "receiver_name", "receiver_phone", "receiver_address",
+                              "customer_name", "customer_phone"})
+
+
 def can_view_pii(actor: Actor) -> bool:
     return actor.can("orders.view_pii")
+
+
+def pii_fields_for(actor: Actor) -> frozenset[str]:
+    """The order field paths this actor must get masked and may not search, filter, sort or
+    export by (empty when the actor may see personal data). Exports: leave these columns
+    out or write them through `masked`."""
+    return frozenset() if can_view_pii(actor) else ORDER_PII_PATHS
+
+
+def lookup_touches_pii(model: type, lookup: str) -> bool:
+    """Whether a Django lookup path (`customer__phone__startswith`, `raw__buyer__icontains`,
+    `orders__receiver_phone`…) reads a personal-data field anywhere along its way."""
+    from django.core.exceptions import FieldDoesNotExist
+
+    for part in lookup.split("__"):
+        if part in ("pk",):
+            return False
+        try:
+            field = model._meta.get_field(part)
+        except FieldDoesNotExist:
+            return False  # a transform or a lookup: the path ended on a non-PII field
+        if field.name in PII_FIELDS.get(model, ()):
+            return True
+        if not field.is_relation or field.related_model is None:
+            return False
+        model = field.related_model
+    return False
 
 
 def masked(value: str, kind: str, *, actor: Actor) -> str:

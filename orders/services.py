@@ -540,6 +540,9 @@ def mapping_added(*, shop_id: int, platform_sku_id: str, actor: Actor) -> int:
 
 @transaction.atomic
 def order_add_note(*, order: Order, actor: Actor, note: str) -> Order:
+    from orders.selectors import ensure_order_in_scope
+
+    ensure_order_in_scope(order=order, actor=actor)
     if not actor.can("orders.change_order"):
         raise NotPermitted(f"{actor.label} 没有权限修改订单备注")
     note = (note or "").strip()
@@ -560,6 +563,9 @@ TRANSITION_PARAMS = {name: {p.name for p in a.params} for name, a in ACTIONS.ite
 
 def order_transition(*, order: Order, name: str, actor: Actor, params: dict | None = None) -> Order:
     """Run the named action's service with the parameters it accepts."""
+    from orders.selectors import ensure_order_in_scope  # imported here: selectors reads services too
+
+    ensure_order_in_scope(order=order, actor=actor)  # outside the person's shops/warehouses: 404
     spec = action(name)
     params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
     unknown = set(params) - {p.name for p in spec.params}
@@ -581,7 +587,7 @@ def order_transition(*, order: Order, name: str, actor: Actor, params: dict | No
                                else ErrorCode.INVALID)
         if p.kind == "warehouse":
             warehouse = Warehouse.objects.filter(code=value).first()
-            if warehouse is None:
+            if warehouse is None or not actor.scope.allows_warehouse(warehouse.pk):
                 raise InvalidInput(f"未知仓库: {value}")
             params[p.name] = warehouse
     return TRANSITION_SERVICES[name](order=order, actor=actor, **params)

@@ -123,3 +123,13 @@ def make_order(*, shop: Shop | None = None, lines: list[tuple[Sku, int]] | None 
         **extra,
     )
     return order_services.order_create(shop=shop, data=data, actor=SYSTEM)
+
+
+def scoped(user, *, shops=(), warehouses=()):
+    """Limit `user` to some shops and/or warehouses (a StaffProfile); returns the user."""
+    from orders.models import StaffProfile
+
+    profile, _created = StaffProfile.objects.get_or_create(user=user)
+    profile.shops.set(shops)
+    profile.warehouses.set(warehouses)
+    return user
