@@ -333,7 +333,7 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     search_help_text = _("订单号、平台订单号、手机号(任意格式)或 SKU 编码")
     masked_search_help_text = _("订单号、平台订单号或 SKU 编码")
     date_hierarchy = "placed_at"
-    actions = ("allocate_selected", "cancel_selected")
+    actions = ("allocate_selected", "cancel_selected", "resolve_skus_selected")
     list_per_page = 50
 
     fieldsets_all = (
@@ -375,6 +375,9 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
 
     def has_cancel_permission(self, request):
         return request.user.has_perm("orders.cancel_order")
+
+    def has_resolve_skus_permission(self, request):
+        return request.user.has_perm("orders.release_order")
 
     # --- change form: everything read-only except a note --------------------------------------
     def get_fieldsets(self, request, obj=None):
@@ -521,6 +524,25 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     @admin.action(description=_("取消"), permissions=("cancel",))
     def cancel_selected(self, request, queryset):
         self._run_each(request, queryset, "cancel", gettext("取消"), reason=gettext("后台批量取消"))
+
+    @admin.action(description=_("按 SKU 映射重新匹配"), permissions=("resolve_skus",))
+    def resolve_skus_selected(self, request, queryset):
+        """After a mapping is fixed: match unmapped lines again; unblocked orders are
+        released and allocated (the same service a saved mapping triggers)."""
+        unblocked, still = [], []
+        for order in queryset.order_by("pk"):
+            try:
+                result = services.order_resolve_skus(order=order, actor=admin_actor(request))
+            except DomainError as exc:
+                messages.error(request, f"{order.number}: {exc.message}")
+                continue
+            (still if result.lines.filter(sku__isnull=True).exists() else unblocked).append(result.number)
+        if unblocked:
+            messages.success(request, gettext("SKU 已全部匹配 %(count)d 单:%(numbers)s") % {
+                "count": len(unblocked), "numbers": "、".join(unblocked)})
+        if still:
+            messages.warning(request, gettext("仍有未匹配的 SKU %(count)d 单:%(numbers)s") % {
+                "count": len(still), "numbers": "、".join(still)})
 
 
 # --- Timeline (read-only) -----------------------------------------------------------------------

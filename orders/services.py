@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransition, can_proceed
 
 from config import notify
-from config.actors import Actor
+from config.actors import Actor, Source
 from config.errors import ConcurrentUpdate, ErrorCode, InvalidInput, NotFound, NotPermitted, TransitionNotAllowed
 from inventory import services as inventory
 from inventory.models import Reservation, Sku, SkuMapping, Warehouse
@@ -499,8 +499,11 @@ def order_resolve_skus(*, order: Order, actor: Actor, at: datetime | None = None
     if order.status == OrderStatus.ON_HOLD and order.hold_reason == HoldReason.SKU_UNMAPPED \
             and not order.lines.filter(sku__isnull=True).exists():
         order = order_release(order=order, actor=actor, note="SKU 映射已补齐", at=at)
-        if order.status == OrderStatus.PAID and actor.can(transition_permission("allocate")):
-            order = order_allocate(order=order, actor=actor, at=at)
+        if order.status == OrderStatus.PAID:
+            # Allocating a paid order is what ingestion does anyway: when the person who fixed
+            # the mapping may not allocate, the system does it (recorded as such).
+            allocator = actor if actor.can(transition_permission("allocate")) else Actor.system("auto_allocate", Source.JOB)
+            order = order_allocate(order=order, actor=allocator, at=at)
     return order
 
 

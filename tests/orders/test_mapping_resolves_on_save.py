@@ -54,3 +54,31 @@ def test_fixing_a_mapping_resolves_too_and_a_short_order_stays_held_for_stock(sy
     assert order.lines.get().sku == sku
     assert (order.status, order.hold_reason) == (S.ON_HOLD, HoldReason.STOCK_SHORT)
     assert StockLevel.objects.get(warehouse=wh, sku=sku).reserved == 0
+
+
+@pytest.mark.parametrize("role, allowed", [
+    ("customer_service", True), ("operations", True), ("supervisor", True),
+    ("warehouse", False), ("finance", False),
+])
+def test_admin_action_resolves_selected_orders_for_roles_that_may_release(system, client, role, allowed):
+    from django.urls import reverse
+
+    from tests.factories import staff
+
+    shop, sku, wh = ShopFactory(), SkuFactory(), WarehouseFactory()
+    stock(wh, sku, 10)
+    order = _held_order(system, shop, "A-1", "P-7")
+    # Mapping saved inside the test transaction: its on-commit re-resolve does not run here,
+    # so only the admin action can unblock the order.
+    SkuMapping.objects.create(shop=shop, platform_sku_id="P-7", sku=sku)
+    client.force_login(staff(role))
+    response = client.post(reverse("admin:orders_order_changelist"),
+                           {"action": "resolve_skus_selected", "_selected_action": [order.pk]}, follow=True)
+    assert response.status_code == 200
+    order.refresh_from_db()
+    if allowed:
+        assert order.status == S.ALLOCATED and order.lines.get().sku == sku
+        assert "SKU 已全部匹配 1 单" in response.content.decode()
+    else:
+        assert (order.status, order.hold_reason) == (S.ON_HOLD, HoldReason.SKU_UNMAPPED)
+        assert order.lines.get().sku is None
