@@ -167,6 +167,7 @@ AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
 # Not reset on success: axes would delete every failure from that IP *or* for that username,
 # so an attacker could clear a victim's counter by logging into an account of their own.
 AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False  # no "AXES: BEGIN" line on every command; failures are still logged
 
 # --- I18n / time ------------------------------------------------------------------------
 LANGUAGE_CODE = "zh-hans"
@@ -228,7 +229,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Production security (switched on when DEBUG is off) --------------------------------
