@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -286,17 +287,26 @@ def test_behind_one_proxy_the_throttle_keys_on_the_rightmost_entry(alice, settin
 
 
 # --- the shared cache -----------------------------------------------------------------------------------
-def test_without_redis_the_cache_is_the_database_table_created_by_migrate(db, settings):
+def test_migrate_creates_the_database_cache_table(tmp_path):
+    # Not the test database: Django's test runner creates cache tables itself.
+    env = clean_env(tmp_path, SECRET_KEY="k")
+    result = run_python(["manage.py", "migrate", "--noinput", "-v0"], env)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "security.sqlite3") as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "orderhub_cache" in tables
+
+
+def test_without_redis_the_cache_is_the_shared_database_table(db, settings):
     if os.environ.get("REDIS_URL"):
         assert settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
         return
     assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
     table = settings.CACHES["default"]["LOCATION"]
-    assert table in connection.introspection.table_names()  # the test database was built by migrate
     from django.core.cache import cache
 
     cache.set("security-test", 42)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT COUNT(*) FROM {connection.ops.quote_name(table)}")  # noqa: S608
-        assert cursor.fetchone()[0] >= 1
+        assert cursor.fetchone()[0] == 1  # stored in the table, where every process reads it
     assert cache.get("security-test") == 42
