@@ -75,7 +75,7 @@ def lockout_message() -> str:
 def lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
     """AXES_LOCKOUT_CALLABLE: 403 — our JSON error body for the API, a short page elsewhere."""
     message = lockout_message()
-    if request.path.startswith("/api/"):
+    if request.path_info.startswith("/api/"):
         return JsonResponse(LockedOut(message).as_dict(), status=LockedOut.http_status)
     page = (
         '<!doctype html><html lang="zh-hans"><head><meta charset="utf-8">'

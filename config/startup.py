@@ -2,7 +2,11 @@
 
 manage.py, wsgi.py and asgi.py call `load_settings()` before Django starts: it imports the
 settings, and if they raise `ImproperlyConfigured` (e.g. DEBUG off and no SECRET_KEY) it
-writes `Order Hub: <reason>` to stderr and exits with status 1.
+writes `Order Hub: refusing to start: <reason>` to stderr and exits with status 1.
+
+Under gunicorn the status is 3 instead, gunicorn's "worker failed to boot": a worker that
+exits with 1 is simply respawned, forever; 3 makes the master stop. (With `--preload` the
+master loads the app itself and exits with that status.)
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import os
 import sys
 
 from django.core.exceptions import ImproperlyConfigured
+
+GUNICORN_BOOT_ERROR = 3  # gunicorn.arbiter.Arbiter.WORKER_BOOT_ERROR
 
 
 def load_settings() -> None:
@@ -22,4 +28,4 @@ def load_settings() -> None:
     except ImproperlyConfigured as exc:
         sys.stderr.write(f"Order Hub: refusing to start: {exc}\n")
         sys.stderr.flush()
-        raise SystemExit(1) from None
+        raise SystemExit(GUNICORN_BOOT_ERROR if "gunicorn" in sys.modules else 1) from None

@@ -103,6 +103,18 @@ def test_without_secret_key_and_debug_off_the_server_refuses_in_one_line(tmp_pat
     assert result.stdout == ""
 
 
+def test_gunicorn_stops_instead_of_respawning_refused_workers(tmp_path):
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    if not gunicorn.exists():
+        pytest.skip("gunicorn not installed")
+    result = subprocess.run([str(gunicorn), "--bind", "127.0.0.1:0", "--workers", "1", "config.wsgi"], cwd=ROOT,
+                            env=clean_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3  # gunicorn's "worker failed to boot": the master gives up
+    refusals = [line for line in result.stderr.splitlines() if line.startswith("Order Hub: refusing to start")]
+    assert len(refusals) == 1 and "SECRET_KEY" in refusals[0]
+    assert "Traceback" not in result.stderr
+
+
 def test_debug_on_starts_without_a_secret_key(tmp_path):
     result = run_python(["manage.py", "check"], clean_env(tmp_path, DEBUG="1"))
     assert result.returncode == 0, result.stderr
