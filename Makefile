@@ -6,6 +6,10 @@ PIP    := $(VENV)/bin/pip
 export PORT ?= 8000
 SEED_ARGS ?=
 
+# The demo runs with DEBUG on (settings default it OFF, and refuse to start without a
+# SECRET_KEY when it is off). Only the demo targets get it; `make test` uses tests/settings.py.
+setup seed run audit: export DEBUG ?= 1
+
 .PHONY: run test setup install install-test migrate seed bench audit clean
 
 $(VENV)/bin/python:

@@ -2,17 +2,21 @@
 
 DATABASE_URL  default: SQLite file db.sqlite3 beside manage.py
 REDIS_URL     if set, django-q2 uses the Redis broker (and Redis as cache); else the ORM broker
-SECRET_KEY    required when DEBUG is off
-DEBUG         "1"/"true" turns debug on (default on for the demo, off when DJANGO_ENV=production)
+SECRET_KEY    required when DEBUG is off (without it the server refuses to start: config/startup.py)
+DEBUG         "1"/"true" turns debug on; default OFF (`make run` turns it on for the demo)
+TRUSTED_PROXY_HOPS, LOGIN_FAILURE_LIMIT, LOGIN_COOLOFF_MINUTES, AUTH_TOKEN_THROTTLE_RATE
+              brute-force protection and client IP, see config/security.py
 ALLOWED_HOSTS comma separated
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -29,11 +33,14 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", os.environ.get("DJANGO_ENV", "development") != "production")
+DEBUG = env_bool("DEBUG", False)  # off unless asked for: `make run` sets DEBUG=1 for the demo
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+        # manage.py, wsgi.py and asgi.py print this one line and exit 1 (config/startup.py).
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set: set SECRET_KEY in the environment (or DEBUG=1 for local development only)"
+        )
     SECRET_KEY = "dev-only-insecure-key-orderhub"  # noqa: S105 - development default only
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -54,6 +61,8 @@ INSTALLED_APPS = [
     "django_q",
     "import_export",
     "pgtrigger",
+    "axes",
+    "config.apps.CoreConfig",
     "inventory",
     "orders",
     "aftersales",
@@ -71,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lock-out into config.security.lockout_response
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -126,7 +136,11 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = 1
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # A cache every process shares (throttle counters must not be per worker): the database.
+    # Its table is created after `migrate` (config/apps.py).
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "orderhub_cache"}
+    }
 
 # --- Auth -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -134,6 +148,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
 LOGIN_URL = "admin:login"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out users and IPs
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Brute-force protection (django-axes) and the client IP behind proxies; the code is in
+# config/security.py. Per username (from any IP) and per IP (with any username), separately.
+TRUSTED_PROXY_HOPS = int(os.environ.get("TRUSTED_PROXY_HOPS") or 0)  # proxies of ours in front
+LOGIN_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT") or 5)
+LOGIN_COOLOFF_MINUTES = int(os.environ.get("LOGIN_COOLOFF_MINUTES") or 15)
+AUTH_TOKEN_THROTTLE_RATE = os.environ.get("AUTH_TOKEN_THROTTLE_RATE") or "10/min"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"  # shared by every process
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username"], ["ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "config.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "config.security.lockout_response"
+# Not reset on success: axes would delete every failure from that IP *or* for that username,
+# so an attacker could clear a victim's counter by logging into an account of their own.
+AXES_RESET_ON_SUCCESS = False
+AXES_VERBOSE = False  # no "AXES: BEGIN" line on every command; failures are still logged
 
 # --- I18n / time ------------------------------------------------------------------------
 LANGUAGE_CODE = "zh-hans"
@@ -167,6 +201,9 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
+    # Client IP for throttling: the same proxy trust as axes (config/security.py).
+    "NUM_PROXIES": TRUSTED_PROXY_HOPS,
+    "DEFAULT_THROTTLE_RATES": {"auth_token": AUTH_TOKEN_THROTTLE_RATE},  # config.security.TokenRateThrottle
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Order Hub API",
@@ -194,7 +231,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Production security (switched on when DEBUG is off) --------------------------------

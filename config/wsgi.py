@@ -1,6 +1,6 @@
-import os
-
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+from config.startup import load_settings
+
+load_settings()  # one line on stderr and exit 1 on a configuration error
 application = get_wsgi_application()

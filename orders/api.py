@@ -12,7 +12,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.models import Token
-from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -21,6 +20,7 @@ from rest_framework.views import APIView
 
 from config.actors import Actor, Source
 from config.api import ErrorOutputSerializer, holds_permission
+from config.security import AUTH_TOKEN_THROTTLE_SCOPE, TokenRateThrottle, authenticate_for_token
 from orders import selectors, services
 from config.errors import FilterNotPermitted, InvalidInput
 from orders.models import Order, OrderLine
@@ -48,29 +48,42 @@ class _ApiContextMixin:
 
 
 # --- auth ---------------------------------------------------------------------------------
+class TokenInputSerializer(serializers.Serializer):
+    username = serializers.CharField(label="用户名")
+    password = serializers.CharField(label="密码", style={"input_type": "password"}, trim_whitespace=False)
+
+
 @extend_schema(
     tags=["auth"],
     summary="用用户名和密码换取 API Token",
-    request=AuthTokenSerializer,
+    request=TokenInputSerializer,
     responses={
         200: inline_serializer("TokenOutput", fields={"token": serializers.CharField()}),
         400: OpenApiResponse(ErrorOutputSerializer, description="用户名或密码错误,或缺少字段"),
+        403: OpenApiResponse(ErrorOutputSerializer, description="登录失败次数过多,已暂时锁定(code: locked_out)"),
+        429: OpenApiResponse(ErrorOutputSerializer, description="请求过于频繁(code: throttled)"),
     },
     auth=[],
 )
 class TokenObtainApi(APIView):
-    """`POST {"username", "password"}` → `{"token": ...}`; then send `Authorization: Token <token>`."""
+    """`POST {"username", "password"}` → `{"token": ...}`; then send `Authorization: Token <token>`.
+
+    Repeated failures lock the username and the client IP (django-axes), and the endpoint is
+    rate-limited per client IP: see `config.security`."""
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    throttle_classes = [TokenRateThrottle]
+    throttle_scope = AUTH_TOKEN_THROTTLE_SCOPE
 
     def post(self, request):
-        serializer = AuthTokenSerializer(data=request.data, context={"request": request})
+        serializer = TokenInputSerializer(data=request.data)
         if not serializer.is_valid():
-            if "non_field_errors" in serializer.errors:  # both given, but they do not match an active user
-                raise InvalidInput("用户名或密码错误", code="invalid_credentials")
             raise ValidationError(serializer.errors)
-        token, _created = Token.objects.get_or_create(user=serializer.validated_data["user"])
+        user = authenticate_for_token(request, **serializer.validated_data)  # raises LockedOut
+        if user is None or not user.is_active:
+            raise InvalidInput("用户名或密码错误", code="invalid_credentials")
+        token, _created = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 
 

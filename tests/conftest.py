@@ -39,3 +39,31 @@ def actor_for():
 def _fast_password_hashing(settings):
     # The default PBKDF2 hasher costs ~0.3 s per user; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_cache(request):
+    """Throttle counters live in the shared cache. The database cache is emptied by each
+    test's rollback; Redis (REDIS_URL) or an in-process cache outlive a test, so clear them."""
+    from django.core.cache import cache
+
+    backend = settings.CACHES["default"]["BACKEND"]
+    if not backend.endswith("DatabaseCache"):
+        cache.clear()
+    yield
+
+
+@pytest.fixture
+def fresh_security(db):
+    """A clean slate for brute-force tests: no axes attempts, no throttle counters, before and after."""
+    from axes.handlers.proxy import AxesProxyHandler
+    from django.core.cache import cache
+
+    def reset():
+        AxesProxyHandler.reset_attempts()
+        AxesProxyHandler.reset_logs()
+        cache.clear()
+
+    reset()
+    yield
+    reset()
