@@ -37,11 +37,21 @@ class OrderLineOutputSerializer(serializers.ModelSerializer):
 
 
 class OrderEventOutputSerializer(serializers.ModelSerializer):
+    """One timeline entry. `message` is the internal text for staff; `public_text` is what
+    the customer reads (a fixed wording per kind plus safe data; empty for internal events)."""
+
+    from_status = serializers.ChoiceField(choices=OrderStatus.choices, allow_blank=True, read_only=True,
+                                          help_text="原状态;不改变状态的事件(如创建、确认备货)为空")
+    to_status = serializers.ChoiceField(choices=OrderStatus.choices, allow_blank=True, read_only=True,
+                                        help_text="新状态;不改变状态的事件为空")
+    message = serializers.CharField(read_only=True, help_text="内部说明(仅员工可见)")
+    public_text = serializers.CharField(read_only=True, help_text="客户看到的文字;内部事件为空")
     actor = serializers.CharField(source="actor_label", read_only=True)
 
     class Meta:
         model = OrderEvent
-        fields = ["kind", "from_status", "to_status", "message", "actor", "source", "is_public", "occurred_at"]
+        fields = ["kind", "from_status", "to_status", "message", "public_text", "actor", "source", "is_public",
+                  "occurred_at"]
         read_only_fields = fields
 
 
