@@ -30,12 +30,7 @@ from orders.serializers import (
     OrderListOutputSerializer,
     TransitionParamsInputSerializer,
 )
-
-ERRORS = {
-    401: OpenApiResponse(ErrorOutputSerializer, description="未登录"),
-    403: OpenApiResponse(ErrorOutputSerializer, description="没有权限"),
-}
-
+from orders.transitions import api_description
 
 CanViewOrders = holds_permission("orders.view_order", "没有查看订单的权限")  # every staff role has it
 
@@ -82,8 +77,7 @@ class TokenObtainApi(APIView):
     responses={
         200: OrderListOutputSerializer(many=True),
         400: OpenApiResponse(ErrorOutputSerializer, description="筛选参数无效(状态、时间)"),
-        **ERRORS,
-    },
+    },  # 401/403, and 404 for a page out of range: config.api.AutoSchema
 )
 class OrderListApi(_ApiContextMixin, ListAPIView):
     """Orders newest first, filtered by status, shop code, phone (any format), platform
@@ -108,7 +102,6 @@ class OrderListApi(_ApiContextMixin, ListAPIView):
     responses={
         200: OrderDetailOutputSerializer,
         404: OpenApiResponse(ErrorOutputSerializer, description="订单不存在"),
-        **ERRORS,
     },
 )
 class OrderDetailApi(_ApiContextMixin, RetrieveAPIView):
@@ -126,11 +119,7 @@ class OrderDetailApi(_ApiContextMixin, RetrieveAPIView):
 @extend_schema(
     tags=["orders"],
     summary="执行订单状态流转",
-    description=(
-        "流转: " + ", ".join(f"`{name}` ({label})" for name, label in services.TRANSITION_LABELS.items())
-        + "。可选参数: hold → reason, note; release → note; ship → warehouse(仓库编码), carrier, "
-        "tracking_number; cancel → reason; mark_returned → reason。成功返回流转后的订单。"
-    ),
+    description=api_description(),
     parameters=[
         OpenApiParameter("number", OpenApiTypes.STR, OpenApiParameter.PATH, description="订单号"),
         OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="流转名称",
@@ -140,7 +129,6 @@ class OrderDetailApi(_ApiContextMixin, RetrieveAPIView):
     responses={
         200: OrderDetailOutputSerializer,
         400: OpenApiResponse(ErrorOutputSerializer, description="参数无效(code: invalid 等)"),
-        401: ERRORS[401],
         403: OpenApiResponse(ErrorOutputSerializer, description="没有权限执行此流转(code: permission_denied)"),
         404: OpenApiResponse(ErrorOutputSerializer, description="订单不存在或未知的流转(code: not_found / unknown_transition)"),
         409: OpenApiResponse(ErrorOutputSerializer, description="当前状态不允许(code: transition_not_allowed / concurrent_update)"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from django.utils.text import format_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -17,6 +18,7 @@ from config.actors import Actor, Source
 from orders import selectors
 from orders.models import HoldReason, Order, OrderEvent, OrderLine, OrderStatus
 from orders.services import TRANSITION_SERVICES, available_transitions
+from orders.transitions import ACTIONS, Param
 
 
 def _actor(serializer: serializers.Serializer) -> Actor:
@@ -139,17 +141,38 @@ class OrderDetailOutputSerializer(OrderListOutputSerializer):
         return available_transitions(order=order, actor=_actor(self))
 
 
-class TransitionParamsInputSerializer(serializers.Serializer):
-    """Documents the optional body of a transition. The service validates it (which
-    parameters a transition accepts, their types, the warehouse code)."""
+def _transition_params_serializer() -> type[serializers.Serializer]:
+    """The optional body of a transition, one field per input named in `orders.transitions`
+    (the service validates which inputs a transition accepts, their length and choices;
+    empty values are ignored). Each field says which actions take it."""
+    uses: dict[str, list[tuple[str, Param]]] = {}
+    for a in ACTIONS.values():
+        for p in a.params:
+            uses.setdefault(p.name, []).append((a.name, p))
+    fields = {}
+    for name, pairs in uses.items():
+        groups: dict[tuple, list[str]] = {}  # actions sharing one wording read "cancel / mark_returned: …"
+        for action_name, p in pairs:
+            groups.setdefault((p.label, p.choices, p.help_text), []).append(action_name)
+        parts = []
+        for (label, choices, help_text), names in groups.items():
+            extra = f"({', '.join(c[0] for c in choices)})" if choices else ""
+            if any(p.kind == "warehouse" for _n, p in pairs):
+                extra = "(仓库编码;拆单时按仓发货;省略则各仓一起发货)"
+            parts.append(format_lazy("{}: {}{}{}", " / ".join(names), label, extra,
+                                     format_lazy(";{}", help_text) if help_text else ""))
+        fields[name] = serializers.CharField(
+            required=False, allow_blank=True, max_length=max(p.max_length for _a, p in pairs),
+            help_text=format_lazy("; ".join("{}" for _ in parts), *parts),
+        )
+    return type("TransitionParamsInputSerializer", (serializers.Serializer,), {
+        "__doc__": "Optional inputs of a transition; which ones apply depends on the transition.",
+        "__module__": __name__,
+        **fields,
+    })
 
-    reason = serializers.CharField(required=False, help_text="hold: 挂起原因代码 (stock_short, sku_unmapped, no_lines, "
-                                                              "reservation_expired, address, risk, manual);"
-                                                              " cancel / mark_returned: 原因说明")
-    note = serializers.CharField(required=False, help_text="hold / release: 说明")
-    warehouse = serializers.CharField(required=False, help_text="ship: 仓库编码(拆单时按仓发货)")
-    carrier = serializers.CharField(required=False, help_text="ship: 承运商")
-    tracking_number = serializers.CharField(required=False, help_text="ship: 运单号")
+
+TransitionParamsInputSerializer = _transition_params_serializer()
 
 
 class OrderFilterSerializer(serializers.Serializer):
