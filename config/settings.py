@@ -177,6 +177,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"OrderStatusEnum": "orders.models.OrderStatus"},
+    # Request bodies get their own components (AuthTokenRequest…), so a write-only field is
+    # not "required" in a response and an input that may not be blank says minLength 1.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Business settings ------------------------------------------------------------------

@@ -176,17 +176,19 @@ TransitionParamsInputSerializer = _transition_params_serializer()
 
 
 class OrderFilterSerializer(serializers.Serializer):
-    """Query parameters of the order list; invalid values are a 400 with the reason."""
+    """Query parameters of the order list; invalid values are a 400 with the reason, an
+    empty one is ignored."""
 
-    status = serializers.ChoiceField(choices=OrderStatus.choices, required=False, help_text="订单状态")
-    shop = serializers.CharField(required=False, help_text="店铺编码")
-    phone = serializers.CharField(required=False, help_text="客户或收件人手机号(任意格式,如 13800138000 或 +86 138 0013 8000)")
-    platform_order_id = serializers.CharField(required=False, help_text="平台订单号")
+    status = serializers.ChoiceField(choices=OrderStatus.choices, required=False, allow_blank=True, help_text="订单状态")
+    shop = serializers.CharField(required=False, allow_blank=True, help_text="店铺编码")
+    phone = serializers.CharField(required=False, allow_blank=True, help_text="客户或收件人手机号(任意格式,如 13800138000 或 +86 138 0013 8000)")
+    platform_order_id = serializers.CharField(required=False, allow_blank=True, help_text="平台订单号")
     created_after = serializers.DateTimeField(required=False, help_text="下单时间 ≥ (ISO 8601;无时区按 Asia/Shanghai)")
     created_before = serializers.DateTimeField(required=False, help_text="下单时间 < (ISO 8601;无时区按 Asia/Shanghai)")
 
     def to_internal_value(self, data):
-        data = {key: data[key] for key in data}  # a QueryDict → its last value per key
+        # A QueryDict → its last value per key; an empty value (`?shop=`) means no filter.
+        data = {key: data[key] for key in data if str(data[key]).strip() != ""}
         for key in ("created_after", "created_before"):
             if isinstance(data.get(key), str):
                 data[key] = _datetime_text(data[key])
