@@ -199,7 +199,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.api.AutoSchema",
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     # Client IP for throttling: the same proxy trust as axes (config/security.py).
     "NUM_PROXIES": TRUSTED_PROXY_HOPS,
@@ -214,6 +214,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {"OrderStatusEnum": "orders.models.OrderStatus"},
+    # Request bodies get their own components (AuthTokenRequest…), so a write-only field is
+    # not "required" in a response and an input that may not be blank says minLength 1.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Business settings ------------------------------------------------------------------

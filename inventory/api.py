@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAuthenticated
 
@@ -11,7 +11,6 @@ from config.api import holds_permission
 from inventory.models import StockLevel
 from inventory.selectors import stock_level_list
 from inventory.serializers import StockFilterSerializer, StockLevelOutputSerializer
-from config.api import ErrorOutputSerializer
 
 
 CanViewStock = holds_permission("inventory.view_stocklevel", "没有查看库存的权限")
@@ -24,9 +23,7 @@ CanViewStock = holds_permission("inventory.view_stocklevel", "没有查看库存
     parameters=[StockFilterSerializer],
     responses={
         200: StockLevelOutputSerializer(many=True),
-        401: OpenApiResponse(ErrorOutputSerializer, description="未登录"),
-        403: OpenApiResponse(ErrorOutputSerializer, description="没有权限"),
-    },
+    },  # 400/401/403/404: config.api.AutoSchema
 )
 class StockLevelListApi(ListAPIView):
     """Stock per warehouse × SKU: on hand, reserved, available, inbound with its ETA."""

@@ -25,8 +25,8 @@ class StockLevelOutputSerializer(serializers.ModelSerializer):
 
 
 class StockFilterSerializer(serializers.Serializer):
-    """Query parameters of the stock list."""
+    """Query parameters of the stock list; an empty one (`?sku=`) is ignored."""
 
-    sku = serializers.CharField(required=False, help_text="SKU 编码")
-    warehouse = serializers.CharField(required=False, help_text="仓库编码")
-    category = serializers.CharField(required=False, help_text="SKU 类目")
+    sku = serializers.CharField(required=False, allow_blank=True, help_text="SKU 编码")
+    warehouse = serializers.CharField(required=False, allow_blank=True, help_text="仓库编码")
+    category = serializers.CharField(required=False, allow_blank=True, help_text="SKU 类目")

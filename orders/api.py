@@ -30,12 +30,7 @@ from orders.serializers import (
     OrderListOutputSerializer,
     TransitionParamsInputSerializer,
 )
-
-ERRORS = {
-    401: OpenApiResponse(ErrorOutputSerializer, description="未登录"),
-    403: OpenApiResponse(ErrorOutputSerializer, description="没有权限"),
-}
-
+from orders.transitions import api_description
 
 CanViewOrders = holds_permission("orders.view_order", "没有查看订单的权限")  # every staff role has it
 
@@ -104,11 +99,10 @@ class TokenObtainApi(APIView):
     responses={
         200: OrderListOutputSerializer(many=True),
         400: OpenApiResponse(ErrorOutputSerializer, description="筛选参数无效(状态、时间)"),
-        401: ERRORS[401],
         403: OpenApiResponse(ErrorOutputSerializer, description=(
             "没有权限(code: permission_denied);个人信息脱敏的角色按手机号/姓名/地址筛选"
             "(code: filter_not_permitted)")),
-    },
+    },  # 401, and 404 for a page out of range: config.api.AutoSchema
 )
 class OrderListApi(_ApiContextMixin, ListAPIView):
     """Orders newest first, filtered by status, shop code, phone (any format), platform
@@ -138,7 +132,6 @@ class OrderListApi(_ApiContextMixin, ListAPIView):
     responses={
         200: OrderDetailOutputSerializer,
         404: OpenApiResponse(ErrorOutputSerializer, description="订单不存在,或不在用户的数据范围(店铺/仓库)内"),
-        **ERRORS,
     },
 )
 class OrderDetailApi(_ApiContextMixin, RetrieveAPIView):
@@ -156,11 +149,7 @@ class OrderDetailApi(_ApiContextMixin, RetrieveAPIView):
 @extend_schema(
     tags=["orders"],
     summary="执行订单状态流转",
-    description=(
-        "流转: " + ", ".join(f"`{name}` ({label})" for name, label in services.TRANSITION_LABELS.items())
-        + "。可选参数: hold → reason, note; release → note; ship → warehouse(仓库编码), carrier, "
-        "tracking_number; cancel → reason; mark_returned → reason。成功返回流转后的订单。"
-    ),
+    description=api_description(),
     parameters=[
         OpenApiParameter("number", OpenApiTypes.STR, OpenApiParameter.PATH, description="订单号"),
         OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="流转名称",
@@ -170,7 +159,6 @@ class OrderDetailApi(_ApiContextMixin, RetrieveAPIView):
     responses={
         200: OrderDetailOutputSerializer,
         400: OpenApiResponse(ErrorOutputSerializer, description="参数无效(code: invalid 等)"),
-        401: ERRORS[401],
         403: OpenApiResponse(ErrorOutputSerializer, description="没有权限执行此流转(code: permission_denied)"),
         404: OpenApiResponse(ErrorOutputSerializer, description="订单不存在或不在数据范围内,或未知的流转(code: not_found / unknown_transition)"),
         409: OpenApiResponse(ErrorOutputSerializer, description="当前状态不允许(code: transition_not_allowed / concurrent_update)"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from django.utils.text import format_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -17,6 +18,7 @@ from config.actors import Actor, Source
 from orders import selectors
 from orders.models import HoldReason, Order, OrderEvent, OrderLine, OrderStatus
 from orders.services import TRANSITION_SERVICES, available_transitions
+from orders.transitions import ACTIONS, Param
 
 
 def _actor(serializer: serializers.Serializer) -> Actor:
@@ -37,11 +39,21 @@ class OrderLineOutputSerializer(serializers.ModelSerializer):
 
 
 class OrderEventOutputSerializer(serializers.ModelSerializer):
+    """One timeline entry. `message` is the internal text for staff; `public_text` is what
+    the customer reads (a fixed wording per kind plus safe data; empty for internal events)."""
+
+    from_status = serializers.ChoiceField(choices=OrderStatus.choices, allow_blank=True, read_only=True,
+                                          help_text="原状态;不改变状态的事件(如创建、确认备货)为空")
+    to_status = serializers.ChoiceField(choices=OrderStatus.choices, allow_blank=True, read_only=True,
+                                        help_text="新状态;不改变状态的事件为空")
+    message = serializers.CharField(read_only=True, help_text="内部说明(仅员工可见)")
+    public_text = serializers.CharField(read_only=True, help_text="客户看到的文字;内部事件为空")
     actor = serializers.CharField(source="actor_label", read_only=True)
 
     class Meta:
         model = OrderEvent
-        fields = ["kind", "from_status", "to_status", "message", "actor", "source", "is_public", "occurred_at"]
+        fields = ["kind", "from_status", "to_status", "message", "public_text", "actor", "source", "is_public",
+                  "occurred_at"]
         read_only_fields = fields
 
 
@@ -129,31 +141,54 @@ class OrderDetailOutputSerializer(OrderListOutputSerializer):
         return available_transitions(order=order, actor=_actor(self))
 
 
-class TransitionParamsInputSerializer(serializers.Serializer):
-    """Documents the optional body of a transition. The service validates it (which
-    parameters a transition accepts, their types, the warehouse code)."""
+def _transition_params_serializer() -> type[serializers.Serializer]:
+    """The optional body of a transition, one field per input named in `orders.transitions`
+    (the service validates which inputs a transition accepts, their length and choices;
+    empty values are ignored). Each field says which actions take it."""
+    uses: dict[str, list[tuple[str, Param]]] = {}
+    for a in ACTIONS.values():
+        for p in a.params:
+            uses.setdefault(p.name, []).append((a.name, p))
+    fields = {}
+    for name, pairs in uses.items():
+        groups: dict[tuple, list[str]] = {}  # actions sharing one wording read "cancel / mark_returned: …"
+        for action_name, p in pairs:
+            groups.setdefault((p.label, p.choices, p.help_text), []).append(action_name)
+        parts = []
+        for (label, choices, help_text), names in groups.items():
+            extra = f"({', '.join(c[0] for c in choices)})" if choices else ""
+            if any(p.kind == "warehouse" for _n, p in pairs):
+                extra = "(仓库编码;拆单时按仓发货;省略则各仓一起发货)"
+            parts.append(format_lazy("{}: {}{}{}", " / ".join(names), label, extra,
+                                     format_lazy(";{}", help_text) if help_text else ""))
+        fields[name] = serializers.CharField(
+            required=False, allow_blank=True, max_length=max(p.max_length for _a, p in pairs),
+            help_text=format_lazy("; ".join("{}" for _ in parts), *parts),
+        )
+    return type("TransitionParamsInputSerializer", (serializers.Serializer,), {
+        "__doc__": "Optional inputs of a transition; which ones apply depends on the transition.",
+        "__module__": __name__,
+        **fields,
+    })
 
-    reason = serializers.CharField(required=False, help_text="hold: 挂起原因代码 (stock_short, sku_unmapped, no_lines, "
-                                                              "reservation_expired, address, risk, manual);"
-                                                              " cancel / mark_returned: 原因说明")
-    note = serializers.CharField(required=False, help_text="hold / release: 说明")
-    warehouse = serializers.CharField(required=False, help_text="ship: 仓库编码(拆单时按仓发货)")
-    carrier = serializers.CharField(required=False, help_text="ship: 承运商")
-    tracking_number = serializers.CharField(required=False, help_text="ship: 运单号")
+
+TransitionParamsInputSerializer = _transition_params_serializer()
 
 
 class OrderFilterSerializer(serializers.Serializer):
-    """Query parameters of the order list; invalid values are a 400 with the reason."""
+    """Query parameters of the order list; invalid values are a 400 with the reason, an
+    empty one is ignored."""
 
-    status = serializers.ChoiceField(choices=OrderStatus.choices, required=False, help_text="订单状态")
-    shop = serializers.CharField(required=False, help_text="店铺编码")
-    phone = serializers.CharField(required=False, help_text="客户或收件人手机号(任意格式,如 13800138000 或 +86 138 0013 8000)")
-    platform_order_id = serializers.CharField(required=False, help_text="平台订单号")
+    status = serializers.ChoiceField(choices=OrderStatus.choices, required=False, allow_blank=True, help_text="订单状态")
+    shop = serializers.CharField(required=False, allow_blank=True, help_text="店铺编码")
+    phone = serializers.CharField(required=False, allow_blank=True, help_text="客户或收件人手机号(任意格式,如 13800138000 或 +86 138 0013 8000)")
+    platform_order_id = serializers.CharField(required=False, allow_blank=True, help_text="平台订单号")
     created_after = serializers.DateTimeField(required=False, help_text="下单时间 ≥ (ISO 8601;无时区按 Asia/Shanghai)")
     created_before = serializers.DateTimeField(required=False, help_text="下单时间 < (ISO 8601;无时区按 Asia/Shanghai)")
 
     def to_internal_value(self, data):
-        data = {key: data[key] for key in data}  # a QueryDict → its last value per key
+        # A QueryDict → its last value per key; an empty value (`?shop=`) means no filter.
+        data = {key: data[key] for key in data if str(data[key]).strip() != ""}
         for key in ("created_after", "created_before"):
             if isinstance(data.get(key), str):
                 data[key] = _datetime_text(data[key])

@@ -80,3 +80,107 @@ def test_docs_page_is_served_without_any_cdn():
     assert external == []
     for cdn in ("cdn.jsdelivr", "unpkg.com", "cdnjs", "googleapis"):
         assert cdn not in html
+
+
+# --- every response an operation can give is documented (config.api.AutoSchema) ----------------
+# Written by hand from the API's behaviour (DESIGN.md "API"): 400 bad input or filters, 401 not
+# signed in, 403 lacking the permission, 404 unknown object / unknown transition / page out of
+# range, 409 a state that forbids the transition.
+EXPECTED_RESPONSES = {
+    ("post", "/api/v1/auth/token/"): {"200", "400"},
+    ("get", "/api/v1/orders/"): {"200", "400", "401", "403", "404"},
+    ("get", "/api/v1/orders/{number}/"): {"200", "401", "403", "404"},
+    ("post", "/api/v1/orders/{number}/transitions/{name}/"): {"200", "400", "401", "403", "404", "409"},
+    ("get", "/api/v1/stock/"): {"200", "400", "401", "403", "404"},
+}
+
+
+def test_each_operation_documents_the_errors_it_can_give():
+    paths = fetch_schema()["paths"]
+    documented = {(method, path): set(op["responses"]) for path, item in paths.items() for method, op in item.items()}
+    for key, codes in EXPECTED_RESPONSES.items():
+        assert codes <= documented[key], key
+    for (method, path), codes in documented.items():
+        for code in codes - {"200", "201", "204"}:
+            content = paths[path][method]["responses"][code]["content"]["application/json"]["schema"]
+            assert content == {"$ref": "#/components/schemas/ErrorOutput"}, (method, path, code)
+
+
+def _operation_for(view, method: str = "get") -> dict:
+    from django.urls import path as url
+
+    generator = SchemaGenerator(patterns=[url("probe/<str:key>/", view.as_view())])
+    return generator.get_schema(request=None, public=True)["paths"]["/probe/{key}/"][method]
+
+
+def test_the_default_schema_class_derives_error_responses_from_the_view():
+    from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+    from rest_framework.permissions import AllowAny, IsAuthenticated
+    from rest_framework.response import Response
+    from rest_framework.throttling import AnonRateThrottle
+    from rest_framework.views import APIView
+
+    from config.api import holds_permission
+
+    class ProbeThrottle(AnonRateThrottle):
+        rate = "5/min"  # its own rate: the project's settings need not define an "anon" scope
+
+    class Open(APIView):
+        permission_classes = [AllowAny]
+        authentication_classes: list = []
+        throttle_classes = [ProbeThrottle]
+
+        def get(self, request, key):
+            return Response({})
+
+    class SignedIn(APIView):
+        permission_classes = [IsAuthenticated]
+        authentication_classes = [TokenAuthentication]
+        throttle_classes: list = []
+
+        def get(self, request, key):
+            return Response({})
+
+    class Guarded(SignedIn):
+        permission_classes = [IsAuthenticated, holds_permission("orders.view_order", "no")]
+        error_responses = {409: "冲突"}
+
+    class SessionOnly(SignedIn):
+        authentication_classes = [SessionAuthentication]
+
+        def post(self, request, key):
+            return Response({})
+
+    assert set(_operation_for(Open)["responses"]) == {"200", "404", "429"}
+    assert set(_operation_for(SignedIn)["responses"]) == {"200", "401", "404"}
+    guarded = _operation_for(Guarded)["responses"]
+    assert set(guarded) == {"200", "401", "403", "404", "409"}
+    assert guarded["409"]["description"] == "冲突"
+    # No challenge (session only): not signed in is a 403; a session write can fail CSRF (403).
+    assert set(_operation_for(SessionOnly)["responses"]) == {"200", "403", "404"}
+    assert set(_operation_for(SessionOnly, "post")["responses"]) == {"200", "403", "404"}
+
+
+def test_timeline_events_document_blank_statuses_and_the_public_text():
+    schemas = fetch_schema()["components"]["schemas"]
+    event = schemas["OrderEventOutput"]
+    for name in ("from_status", "to_status"):  # "" for events that change no status (created, confirm_stock)
+        refs = {alt["$ref"].rsplit("/", 1)[-1] for alt in event["properties"][name]["oneOf"]}
+        assert refs == {"OrderStatusEnum", "BlankEnum"}
+    assert schemas["BlankEnum"]["enum"] == [""]
+    assert event["properties"]["public_text"]["type"] == "string"
+    assert {"message", "public_text"} <= set(event["required"])
+
+
+def test_the_transition_endpoint_is_described_from_the_actions_table():
+    from orders.transitions import ACTIONS, api_description
+
+    transition = fetch_schema()["paths"]["/api/v1/orders/{number}/transitions/{name}/"]["post"]
+    assert transition["description"] == api_description()
+    body = transition["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    properties = fetch_schema()["components"]["schemas"][body]["properties"]
+    assert set(properties) == {"reason", "note", "warehouse", "carrier", "tracking_number"}
+    assert "manual, address, risk" in properties["reason"]["description"]  # what a person may choose
+    assert "stock_short" not in properties["reason"]["description"]  # set by the system only
+    assert properties["carrier"]["maxLength"] == 20
+    assert {"ship"} == {a.name for a in ACTIONS.values() if any(p.name == "tracking_number" for p in a.params)}

@@ -454,8 +454,9 @@ def test_detail_events_are_the_timeline_in_order(rich_order):
         ("created", "", "pending_payment", "tests", "system", True),
         ("paid", "pending_payment", "paid", "tests", "system", True),
     ]
-    assert set(body["events"][0]) == {"kind", "from_status", "to_status", "message", "actor", "source",
+    assert set(body["events"][0]) == {"kind", "from_status", "to_status", "message", "public_text", "actor", "source",
                                       "is_public", "occurred_at"}
+    assert [e["public_text"] for e in body["events"]] == ["订单已提交", "已付款,等待仓库处理"]  # the customer's wording
     assert all(isinstance(e["message"], str) and e["message"] for e in body["events"])
 
 
