@@ -316,3 +316,21 @@ def test_deleting_a_warehouse_or_rule_bumps_the_version():
     wh.delete()
     tokens.append(RoutingVersion.objects.get(pk=1).token)
     assert len(set(tokens)) == 3
+
+
+def test_allocation_does_not_import_orders_at_run_time():
+    """The arrows point one way: orders calls inventory, never the reverse."""
+    import ast
+    from pathlib import Path
+
+    import inventory
+
+    root = Path(inventory.__file__).parent
+    for name in ("allocation.py", "services.py"):
+        tree = ast.parse((root / name).read_text())
+        guarded = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and getattr(node.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in guarded:
+                modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(m == "orders" or m.startswith("orders.") for m in modules), (name, modules)
