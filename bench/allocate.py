@@ -230,8 +230,12 @@ def allocate_with_service(order_id: int, actor) -> str:
     from orders.services import order_allocate
 
     # The service re-reads and locks the order by pk; a caller holding just the id (a task,
-    # an API view) would pass the same.
-    return order_allocate(order=Order(pk=order_id), actor=actor).status
+    # an API view) passes an id-only instance. `from_db` builds it without the field
+    # defaults (`Order(pk=…)` would draw a new order number from the sequence: one more
+    # query); the status is given only so the FSM mixin does not load it (the service
+    # reads the real one under its row lock).
+    order = Order.from_db(None, ["id", "status"], (order_id, "paid"))
+    return order_allocate(order=order, actor=actor).status
 
 
 def allocate_batch_with_service(order_ids: list[int], actor) -> Counter:

@@ -84,7 +84,8 @@ class Shortage:
 
 @dataclass
 class AllocationResult:
-    reservations: list[Reservation] = field(default_factory=list)
+    reservations: list[Reservation] = field(default_factory=list)  # saved; `stock_level` not loaded
+    placements: list[tuple[int, Warehouse, int]] = field(default_factory=list)  # (line id, warehouse, quantity)
     shortages: list[Shortage] = field(default_factory=list)
     warehouses: list[Warehouse] = field(default_factory=list)
     rules: dict[int, str] = field(default_factory=dict)  # line id → rule name that chose its warehouse
@@ -208,7 +209,21 @@ def candidates(request: AllocationRequest, snapshot: Routing) -> Candidates:
 
 
 # --- step 2: lock ------------------------------------------------------------------------------
-Pools = dict[tuple[int, int], StockLevel]  # (warehouse id, SKU id) → locked pool
+class Pool:
+    """A locked pool's counts (what allocation reads of a `StockLevel`)."""
+
+    __slots__ = ("pk", "warehouse", "sku_id", "on_hand", "reserved", "safety_stock")
+
+    def __init__(self, pk: int, warehouse: Warehouse, sku_id: int, on_hand: int, reserved: int, safety_stock: int):
+        self.pk, self.warehouse, self.sku_id = pk, warehouse, sku_id
+        self.on_hand, self.reserved, self.safety_stock = on_hand, reserved, safety_stock
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+Pools = dict[tuple[int, int], Pool]  # (warehouse id, SKU id) → locked pool
 
 
 def lock_pools(wanted: Iterable[Candidates]) -> Pools:
@@ -225,15 +240,11 @@ def lock_pools(wanted: Iterable[Candidates]) -> Pools:
         warehouses.update(c.routing.warehouses)
     if not warehouse_ids or not sku_ids:
         return {}
-    pools: Pools = {}
-    for pool in (StockLevel.objects.select_for_update(of=("self",))
-                 .filter(warehouse_id__in=warehouse_ids, sku_id__in=sku_ids)
-                 .annotate(safety_stock=F("sku__safety_stock"))
-                 .only("id", "warehouse_id", "sku_id", "on_hand", "reserved")
-                 .order_by("id")):
-        pool.warehouse = warehouses[pool.warehouse_id]
-        pools[(pool.warehouse_id, pool.sku_id)] = pool
-    return pools
+    rows = (StockLevel.objects.select_for_update(of=("self",))
+            .filter(warehouse_id__in=warehouse_ids, sku_id__in=sku_ids).order_by("id")
+            .values_list("id", "warehouse_id", "sku_id", "on_hand", "reserved", "sku__safety_stock"))
+    return {(wid, sku_id): Pool(pk, warehouses[wid], sku_id, on_hand, reserved, safety)
+            for pk, wid, sku_id, on_hand, reserved, safety in rows}
 
 
 # --- step 3: plan ------------------------------------------------------------------------------
@@ -365,13 +376,12 @@ def reserve(planned: list[tuple[AllocationRequest, Plan]], pools: Pools, *, acto
         for demand, wid, qty in p.takes:
             pool = pools[(wid, demand.sku_id)]
             pool.reserved += qty
-            pool.updated_at = now
             delta[pool.pk] += qty
-            reservation = Reservation(order_line_id=demand.line_id, stock_level=pool, quantity=qty,
+            reservation = Reservation(order_line_id=demand.line_id, stock_level_id=pool.pk, quantity=qty,
                                       expires_at=expires if pool.warehouse.lead_time_days else None)
             mine.append(reservation)
             moves.append(StockMove(
-                stock_level=pool, kind=StockMove.Kind.RESERVE, reserved_delta=qty,
+                stock_level_id=pool.pk, kind=StockMove.Kind.RESERVE, reserved_delta=qty,
                 on_hand_after=pool.on_hand, reserved_after=pool.reserved, reservation=reservation,
                 order_id=request.order_id, reason=reason, actor=actor.user, actor_label=actor.label,
                 source=actor.source,
@@ -392,9 +402,9 @@ def reserve(planned: list[tuple[AllocationRequest, Plan]], pools: Pools, *, acto
     return reservations
 
 
-def _check_safety_stock(pools: Iterable[StockLevel]) -> None:
+def _check_safety_stock(pools: Iterable[Pool]) -> None:
     for pool in pools:
-        threshold = getattr(pool, "safety_stock", 0)
+        threshold = pool.safety_stock
         if threshold and pool.available < threshold:
             pool_id, available = pool.pk, pool.available
             transaction.on_commit(lambda p=pool_id, a=available, t=threshold: notify.stock_alert(p, available=a, threshold=t))
@@ -432,8 +442,10 @@ def allocate_many(requests: Sequence[AllocationRequest], *, actor: Actor,
             results.append(AllocationResult(shortages=p.shortages))
             continue
         warehouses = c.routing.warehouses
-        results.append(AllocationResult(reservations=written.get(c.request.order_id, []), rules=p.rules,
-                                        warehouses=[warehouses[wid] for wid in p.chosen]))
+        results.append(AllocationResult(
+            reservations=written.get(c.request.order_id, []), rules=p.rules,
+            placements=[(demand.line_id, warehouses[wid], qty) for demand, wid, qty in p.takes],
+            warehouses=[warehouses[wid] for wid in p.chosen]))
     return results
 
 

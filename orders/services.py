@@ -295,7 +295,7 @@ def _data_blocker(lines: list[OrderLine]) -> tuple[str, str] | None:
 
 def _allocated_data(result: allocation.AllocationResult) -> dict:
     return {"warehouses": [w.code for w in result.warehouses],
-            "reservations": [[r.order_line_id, r.stock_level.warehouse.code, r.quantity] for r in result.reservations],
+            "reservations": [[line_id, warehouse.code, qty] for line_id, warehouse, qty in result.placements],
             "rules": {str(k): v for k, v in result.rules.items()}}
 
 
