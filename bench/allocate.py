@@ -652,7 +652,7 @@ def decision_check(url: str, static: dict, spec: Spec) -> tuple[str, bool]:
     for i, a, b, c in diff[:3]:
         print(f"  differs at order {i}:\n    per-order {a}\n    batched   {b}\n    raw       {c}")
     verdict = "identical" if not diff else f"DIFFERENT in {len(diff)} orders"
-    return (f"decisions (1 worker, {len(per_order)} orders: {held} held, {split} split, {ruled} by rule, "
+    return (f"decisions (1 worker, {len(per_order)} orders: {held} held, {split} from several warehouses, {ruled} using a rule, "
             f"{lead} with lead-time stock): per-order, batched and raw {verdict}"), bool(diff)
 
 
