@@ -347,3 +347,31 @@ def split_region(*, province: str = "", city: str = "", district: str = "",
     elif district and rest.startswith(district):
         rest = rest[len(district):].lstrip()
     return Region(province, city, district, rest)
+
+
+# --- platform conventions ---------------------------------------------------------------------
+
+_LABEL = re.compile(r"\s*[(（][^()（）]*[)）]\s*$")
+_CIPHER = re.compile(r"^([~$#@]).{6,}\1.*$", re.S)
+
+
+def code(value: Any) -> str:
+    """A status/enumeration code as text without a documentation label:
+    ``"fixed(一口价)"`` → ``"fixed"``, ``105`` → ``"105"``."""
+    return _LABEL.sub("", to_str(value))
+
+
+def is_protected(value: Any) -> bool:
+    """True for data a platform masked (``"1380000****"``, ``"张**"``) or encrypted (ciphertext
+    wrapped in ``~…~``, ``$…$``, ``#…#`` as Taobao/PDD/Douyin send it)."""
+    if not isinstance(value, str) or not value:
+        return False
+    return "*" in value or bool(_CIPHER.match(value))
+
+
+def first(*values: Any) -> Any:
+    """The first value that is not absent (None / blank string)."""
+    for value in values:
+        if not _blank(value):
+            return value
+    return None
