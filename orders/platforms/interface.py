@@ -140,8 +140,10 @@ class PlatformAdapter(Protocol):
         """The platform's list answer → OrderPage; raises PlatformError from its error
         envelope (``retryable``/``retry_after`` set where the platform signals rate limits)."""
 
-    def build_stock_push(self, sku_id: str, quantity: int) -> PlatformRequest:
-        """The signed request that sets the available quantity of one platform SKU."""
+    def build_stock_push(self, sku_id: str, quantity: int, *, item_id: str = "") -> PlatformRequest:
+        """The signed request that sets the available quantity of one platform SKU. ``item_id``
+        is the platform's item/product id where the platform needs it beside the SKU id
+        (Taobao num_iid, PDD goods_id, Douyin product_id); adapters that do not need it ignore it."""
 
 
 class AdapterBase:
