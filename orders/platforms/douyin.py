@@ -36,7 +36,7 @@ from decimal import Decimal
 
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import (code, epoch_seconds, fen_to_money, first, is_protected, parse_time,
+from orders.platforms.parsing import (required_id, code, epoch_seconds, fen_to_money, first, is_protected, parse_time,
                                       split_region, to_int, to_str)
 
 ORDER_STATUS = {"1": None, "105": T.PAY, "2": T.PAY, "101": T.PARTIALLY_SHIP, "3": T.SHIP, "4": T.CANCEL,
@@ -175,7 +175,7 @@ class DouyinAdapter(AdapterBase):
             goods = fen_to_money(o.get("order_amount")) - post
         stars = to_int(o.get("seller_remark_stars"))
         return NormalizedOrder(
-            platform_order_id=to_str(o.get("order_id")), lines=lines, platform_status=status,
+            platform_order_id=required_id(o.get("order_id"), "order_id"), lines=lines, platform_status=status,
             paid=status in PAID or (status == "4" and bool(to_int(o.get("pay_time")))), currency="CNY",
             goods_amount=goods, discount_amount=fen_to_money(o.get("promotion_amount")), shipping_fee=post,
             paid_amount=fen_to_money(o.get("pay_amount")), receiver_name=receiver,

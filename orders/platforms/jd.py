@@ -39,7 +39,7 @@ from datetime import timedelta
 
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import (code, first, format_local, is_protected, parse_time, split_region, to_bool,
+from orders.platforms.parsing import (required_id, code, first, format_local, is_protected, parse_time, split_region, to_bool,
                                       to_int, to_money, to_str)
 
 STATES = {"WAIT_SELLER_STOCK_OUT": T.PAY, "WAIT_SELLER_DELIVERY": T.PAY, "WAIT_GOODS_RECEIVE_CONFIRM": T.SHIP,
@@ -134,7 +134,7 @@ class JdAdapter(AdapterBase):
         invoice = o.get("invoiceEasyInfo") or {}
         transition = self.status_transition(state)
         return NormalizedOrder(
-            platform_order_id=to_str(o.get("orderId")), lines=lines, platform_status=state,
+            platform_order_id=required_id(o.get("orderId"), "orderId"), lines=lines, platform_status=state,
             paid=state in PAID, currency="CNY",
             goods_amount=to_money(o.get("orderTotalPrice")), discount_amount=to_money(o.get("sellerDiscount")),
             shipping_fee=to_money(o.get("freightPrice")), paid_amount=to_money(o.get("orderPayment")),

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import (code, epoch_seconds, first, parse_time, split_region, to_bool, to_int, to_money,
+from orders.platforms.parsing import (required_id, code, epoch_seconds, first, parse_time, split_region, to_bool, to_int, to_money,
                                       to_str)
 
 ENCRYPTED_FIELDS = ("receiver_name", "receiver_phone", "receiver_address", "address", "contact_mobile", "pay_no",
@@ -155,7 +155,7 @@ class PddAdapter(AdapterBase):
                 tags.append(to_str(tag.get("name")))
         refund_open = refund in REFUND_OPEN
         return NormalizedOrder(
-            platform_order_id=to_str(o.get("order_sn")), lines=lines, platform_status=status,
+            platform_order_id=required_id(o.get("order_sn"), "order_sn"), lines=lines, platform_status=status,
             paid=bool(to_str(o.get("pay_time"))) or status in ORDER_STATUS, currency="CNY",
             goods_amount=to_money(o.get("goods_amount")), discount_amount=to_money(o.get("discount_amount")),
             shipping_fee=to_money(o.get("postage")), paid_amount=to_money(o.get("pay_amount")),

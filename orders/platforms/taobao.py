@@ -34,7 +34,7 @@ from decimal import Decimal
 
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import (code, first, format_local, is_protected, parse_time, split_region, to_bool,
+from orders.platforms.parsing import (required_id, code, first, format_local, is_protected, parse_time, split_region, to_bool,
                                       to_int, to_money, to_str)
 
 TRADE_FIELDS = (
@@ -196,7 +196,7 @@ class TaobaoAdapter(AdapterBase):
             tags.append("forbid_consign")
         buyer_nick = to_str(t.get("buyer_nick"))
         return NormalizedOrder(
-            platform_order_id=to_str(t.get("tid")), lines=lines, platform_status=status,
+            platform_order_id=required_id(t.get("tid"), "tid"), lines=lines, platform_status=status,
             paid=status in PAID_STATUSES, currency="CNY",
             goods_amount=to_money(t.get("total_fee")),
             discount_amount=to_money(t.get("discount_fee")) + line_discount,

@@ -50,7 +50,7 @@ from urllib.parse import quote
 
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import (code, epoch_seconds, first, parse_time, split_region, to_bool, to_int, to_money,
+from orders.platforms.parsing import (required_id, code, epoch_seconds, first, parse_time, split_region, to_bool, to_int, to_money,
                                       to_str)
 
 SCHEMA = "orderhub.miniapp/1"
@@ -143,7 +143,7 @@ class WechatAdapter(AdapterBase):
         transition = self.status_transition(status, refund_status=refund)
         openid, unionid = to_str(o.get("openid")), to_str(o.get("unionid"))
         return NormalizedOrder(
-            platform_order_id=to_str(o.get("order_no")), lines=lines, platform_status=status,
+            platform_order_id=required_id(o.get("order_no"), "order_no"), lines=lines, platform_status=status,
             paid=status in PAID, currency=to_str(amounts.get("currency")) or "CNY",
             goods_amount=to_money(amounts.get("goods")), discount_amount=to_money(amounts.get("discount")),
             shipping_fee=to_money(amounts.get("shipping")), paid_amount=to_money(amounts.get("paid")),
