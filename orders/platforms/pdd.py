@@ -70,7 +70,16 @@ class PddAdapter(AdapterBase):
         return PlatformRequest("POST", "/api/router", params, None, {"Content-Type": "application/json"}, "")
 
     def build_list_request(self, cursor: str, page_size: int) -> PlatformRequest:
+        """``pdd.order.number.list.increment.get`` over the update-time window; with
+        ``Credentials.extra["list_api"] == "list"`` (backfill) ``pdd.order.list.get`` over the
+        成交时间 window (start/end_confirm_at; the window stays ≤ 30 min, inside its 24 h limit)."""
         w = self.window_cursor(cursor)
+        if self.credentials.extra.get("list_api") == "list":
+            return self.signed("pdd.order.list.get", {
+                "order_status": 5, "refund_status": 5, "start_confirm_at": epoch_seconds(w.start),
+                "end_confirm_at": epoch_seconds(w.end), "page": w.page, "page_size": min(max(page_size, 1), 100),
+                "use_has_next": "true",
+            })
         return self.signed("pdd.order.number.list.increment.get", {
             "is_lucky_flag": 0, "order_status": 5, "refund_status": 5,
             "start_updated_at": epoch_seconds(w.start), "end_updated_at": epoch_seconds(w.end),

@@ -104,10 +104,19 @@ class TaobaoAdapter(AdapterBase):
                                {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}, "")
 
     def build_list_request(self, cursor: str, page_size: int) -> PlatformRequest:
+        """``taobao.trades.sold.increment.get`` over the modification-time window; with
+        ``Credentials.extra["list_api"] == "sold"`` (a backfill by creation time)
+        ``taobao.trades.sold.get`` over start_created/end_created instead."""
         w = self.window_cursor(cursor)
+        size = min(max(page_size, 1), 100)
+        if self.credentials.extra.get("list_api") == "sold":
+            return self.signed("taobao.trades.sold.get", {
+                "fields": TRADE_FIELDS, "start_created": format_local(w.start), "end_created": format_local(w.end),
+                "page_no": w.page, "page_size": size, "use_has_next": "true",
+            })
         return self.signed("taobao.trades.sold.increment.get", {
             "fields": TRADE_FIELDS, "start_modified": format_local(w.start), "end_modified": format_local(w.end),
-            "page_no": w.page, "page_size": min(max(page_size, 1), 100), "use_has_next": "true",
+            "page_no": w.page, "page_size": size, "use_has_next": "true",
         })
 
     def build_fullinfo_request(self, tid: str) -> PlatformRequest:

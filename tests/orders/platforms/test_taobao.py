@@ -157,3 +157,11 @@ def test_error_envelope_and_rate_limit():
     with pytest.raises(PlatformError) as exc:
         a.parse_list_response({"error_response": {"code": 27, "msg": "Invalid session", "sub_code": "invalid-sessionkey"}})
     assert exc.value.code == "27" and exc.value.retryable is False and exc.value.platform == "taobao"
+
+
+def test_backfill_uses_trades_sold_get_by_creation_time():
+    a = TaobaoAdapter(Credentials(app_key="k", app_secret="s", extra={"list_api": "sold"}), now=lambda: FIXED_NOW)
+    p = a.build_list_request("2024-01-01T00:00:00Z|2024-01-02T00:00:00Z|1", 40).params
+    assert p["method"] == "taobao.trades.sold.get"
+    assert (p["start_created"], p["end_created"], p["page_size"]) == ("2024-01-01 08:00:00", "2024-01-02 08:00:00", "40")
+    assert "start_modified" not in p
