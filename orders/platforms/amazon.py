@@ -135,6 +135,7 @@ def normalize_order(order: dict, items: list[dict] | None = None, address: dict 
                     raw: dict | None = None) -> NormalizedOrder:
     """One Amazon order (getOrders/getOrder) and its items (getOrderItems) → NormalizedOrder."""
     status = to_str(order.get("OrderStatus"))
+    address = address or order.get("ShippingAddress") or {}
     lines, goods, discount, shipping = [], Decimal("0.00"), Decimal("0.00"), Decimal("0.00")
     buyer_cancel, cancel_reasons, gift = False, [], False
     for item in items or []:

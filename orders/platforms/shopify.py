@@ -244,6 +244,8 @@ class ShopifyAdapter(AdapterBase):
             return T.CANCEL.value
         if financial == "refunded" and fulfillment in ("unfulfilled", "restocked"):
             return T.CANCEL.value  # all money back before anything left: nothing to ship
+        if financial == "refunded":
+            return T.REFUNDED.value  # all money back after it left (a return)
         if fulfillment == "fulfilled":
             return T.SHIP.value
         if fulfillment == "partial":
