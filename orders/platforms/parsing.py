@@ -375,3 +375,12 @@ def first(*values: Any) -> Any:
         if not _blank(value):
             return value
     return None
+
+
+def required_id(value: Any, what: str = "order id") -> str:
+    """An id the payload must carry (``to_str``), else `ParseError` — a payload without its
+    order id cannot be stored or matched, so it fails visibly instead of becoming order ""."""
+    text = to_str(value)
+    if not text:
+        raise ParseError(f"payload has no {what}")
+    return text

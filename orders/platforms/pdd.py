@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import (code, epoch_seconds, first, parse_time, split_region, to_bool, to_int, to_money,
+from orders.platforms.parsing import (required_id, code, epoch_seconds, first, parse_time, split_region, to_bool, to_int, to_money,
                                       to_str)
 
 ENCRYPTED_FIELDS = ("receiver_name", "receiver_phone", "receiver_address", "address", "contact_mobile", "pay_no",
@@ -70,7 +70,16 @@ class PddAdapter(AdapterBase):
         return PlatformRequest("POST", "/api/router", params, None, {"Content-Type": "application/json"}, "")
 
     def build_list_request(self, cursor: str, page_size: int) -> PlatformRequest:
+        """``pdd.order.number.list.increment.get`` over the update-time window; with
+        ``Credentials.extra["list_api"] == "list"`` (backfill) ``pdd.order.list.get`` over the
+        成交时间 window (start/end_confirm_at; the window stays ≤ 30 min, inside its 24 h limit)."""
         w = self.window_cursor(cursor)
+        if self.credentials.extra.get("list_api") == "list":
+            return self.signed("pdd.order.list.get", {
+                "order_status": 5, "refund_status": 5, "start_confirm_at": epoch_seconds(w.start),
+                "end_confirm_at": epoch_seconds(w.end), "page": w.page, "page_size": min(max(page_size, 1), 100),
+                "use_has_next": "true",
+            })
         return self.signed("pdd.order.number.list.increment.get", {
             "is_lucky_flag": 0, "order_status": 5, "refund_status": 5,
             "start_updated_at": epoch_seconds(w.start), "end_updated_at": epoch_seconds(w.end),
@@ -155,7 +164,7 @@ class PddAdapter(AdapterBase):
                 tags.append(to_str(tag.get("name")))
         refund_open = refund in REFUND_OPEN
         return NormalizedOrder(
-            platform_order_id=to_str(o.get("order_sn")), lines=lines, platform_status=status,
+            platform_order_id=required_id(o.get("order_sn"), "order_sn"), lines=lines, platform_status=status,
             paid=bool(to_str(o.get("pay_time"))) or status in ORDER_STATUS, currency="CNY",
             goods_amount=to_money(o.get("goods_amount")), discount_amount=to_money(o.get("discount_amount")),
             shipping_fee=to_money(o.get("postage")), paid_amount=to_money(o.get("pay_amount")),

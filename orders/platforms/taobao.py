@@ -34,7 +34,7 @@ from decimal import Decimal
 
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import (code, first, format_local, is_protected, parse_time, split_region, to_bool,
+from orders.platforms.parsing import (required_id, code, first, format_local, is_protected, parse_time, split_region, to_bool,
                                       to_int, to_money, to_str)
 
 TRADE_FIELDS = (
@@ -104,10 +104,19 @@ class TaobaoAdapter(AdapterBase):
                                {"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"}, "")
 
     def build_list_request(self, cursor: str, page_size: int) -> PlatformRequest:
+        """``taobao.trades.sold.increment.get`` over the modification-time window; with
+        ``Credentials.extra["list_api"] == "sold"`` (a backfill by creation time)
+        ``taobao.trades.sold.get`` over start_created/end_created instead."""
         w = self.window_cursor(cursor)
+        size = min(max(page_size, 1), 100)
+        if self.credentials.extra.get("list_api") == "sold":
+            return self.signed("taobao.trades.sold.get", {
+                "fields": TRADE_FIELDS, "start_created": format_local(w.start), "end_created": format_local(w.end),
+                "page_no": w.page, "page_size": size, "use_has_next": "true",
+            })
         return self.signed("taobao.trades.sold.increment.get", {
             "fields": TRADE_FIELDS, "start_modified": format_local(w.start), "end_modified": format_local(w.end),
-            "page_no": w.page, "page_size": min(max(page_size, 1), 100), "use_has_next": "true",
+            "page_no": w.page, "page_size": size, "use_has_next": "true",
         })
 
     def build_fullinfo_request(self, tid: str) -> PlatformRequest:
@@ -196,7 +205,7 @@ class TaobaoAdapter(AdapterBase):
             tags.append("forbid_consign")
         buyer_nick = to_str(t.get("buyer_nick"))
         return NormalizedOrder(
-            platform_order_id=to_str(t.get("tid")), lines=lines, platform_status=status,
+            platform_order_id=required_id(t.get("tid"), "tid"), lines=lines, platform_status=status,
             paid=status in PAID_STATUSES, currency="CNY",
             goods_amount=to_money(t.get("total_fee")),
             discount_amount=to_money(t.get("discount_fee")) + line_discount,

@@ -154,3 +154,11 @@ def test_stock_push():
     p = adapter().build_stock_push("1100220033", 12, item_id="3001").params
     assert (p["type"], p["goods_id"], p["sku_id"], p["quantity"], p["update_type"]) == (
         "pdd.goods.quantity.update", "3001", "1100220033", "12", "1")
+
+
+def test_backfill_uses_order_list_get_by_confirm_time():
+    a = PddAdapter(Credentials(app_key="cid", app_secret="secret", extra={"list_api": "list"}), now=lambda: NOW)
+    p = a.build_list_request("2024-01-02T00:00:00Z|2024-01-02T00:30:00Z|1", 100).params
+    assert p["type"] == "pdd.order.list.get"
+    assert (p["start_confirm_at"], p["end_confirm_at"], p["order_status"], p["refund_status"]) == (
+        "1704153600", "1704155400", "5", "5")

@@ -157,3 +157,22 @@ def test_error_envelope_and_rate_limit():
     with pytest.raises(PlatformError) as exc:
         a.parse_list_response({"error_response": {"code": 27, "msg": "Invalid session", "sub_code": "invalid-sessionkey"}})
     assert exc.value.code == "27" and exc.value.retryable is False and exc.value.platform == "taobao"
+
+
+def test_backfill_uses_trades_sold_get_by_creation_time():
+    a = TaobaoAdapter(Credentials(app_key="k", app_secret="s", extra={"list_api": "sold"}), now=lambda: FIXED_NOW)
+    p = a.build_list_request("2024-01-01T00:00:00Z|2024-01-02T00:00:00Z|1", 40).params
+    assert p["method"] == "taobao.trades.sold.get"
+    assert (p["start_created"], p["end_created"], p["page_size"]) == ("2024-01-01 08:00:00", "2024-01-02 08:00:00", "40")
+    assert "start_modified" not in p
+
+
+def test_hmac_sign_methods_follow_the_documented_construction():
+    import hashlib
+    import hmac
+
+    params = {"b": "2", "a": "1", "sign": "x", "empty": ""}
+    assert sign(params, "s", "hmac") == hmac.new(b"s", b"a1b2", hashlib.md5).hexdigest().upper()
+    assert sign(params, "s", "hmac-sha256") == hmac.new(b"s", b"a1b2", hashlib.sha256).hexdigest().upper()
+    with pytest.raises(ValueError):
+        sign(params, "s", "sha1")
