@@ -39,7 +39,7 @@ from urllib.parse import quote
 from orders.platforms._intl_parsing import TokenCursor, header, iso_utc
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage, PlatformError
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import ParseError, first, parse_time, to_bool, to_decimal, to_int, to_money, to_str
+from orders.platforms.parsing import ParseError, first, parse_time, required_id, to_bool, to_decimal, to_int, to_money, to_str
 
 ENDPOINTS = {
     "na": "https://sellingpartnerapi-na.amazon.com",
@@ -179,7 +179,7 @@ def normalize_order(order: dict, items: list[dict] | None = None, address: dict 
     street = " ".join(to_str(address.get(k)) for k in ("AddressLine1", "AddressLine2", "AddressLine3")
                       if to_str(address.get(k)))
     return NormalizedOrder(
-        platform_order_id=to_str(order.get("AmazonOrderId")), lines=lines, platform_status=status,
+        platform_order_id=required_id(order.get("AmazonOrderId"), "AmazonOrderId"), lines=lines, platform_status=status,
         paid=status in PAID, currency=to_str(total.get("CurrencyCode")) or "USD",
         goods_amount=goods, discount_amount=discount, shipping_fee=shipping, paid_amount=_money(total),
         buyer_name=to_str(buyer.get("BuyerName")),

@@ -116,8 +116,9 @@ class FileRowError:
         return f"{where} {self.column}: {self.message}" if self.column else f"{where}: {self.message}"
 
 
-class DistributorFileRefused(InvalidInput):
-    """The file (or a replayed payload) is refused as a whole; ``errors`` says every problem."""
+class DistributorFileRefused(InvalidInput, ValueError):
+    """The file (or a replayed payload) is refused as a whole; ``errors`` says every problem.
+    A ValueError too, so a replay (ingest) counts it failed like any unreadable payload."""
 
     default_message = "分销商文件有误，未导入任何订单"
 

@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import (AdapterBase, Credentials, PlatformRequest, PlatformTransition as T,
                                         utc_now)
-from orders.platforms.parsing import first, parse_time, split_region, to_bool, to_int, to_money, to_str
+from orders.platforms.parsing import first, parse_time, required_id, split_region, to_bool, to_int, to_money, to_str
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -317,7 +317,7 @@ class SandboxAdapter(AdapterBase):
         presale = raw.get("presale") or {}
         paid_at = parse_time(raw.get("paid_at"))
         return NormalizedOrder(
-            platform_order_id=to_str(raw.get("order_no")), lines=lines, platform_status=status,
+            platform_order_id=required_id(raw.get("order_no"), "order_no"), lines=lines, platform_status=status,
             paid=paid_at is not None, currency="CNY", goods_amount=goods,
             discount_amount=to_money(raw.get("discount")), shipping_fee=to_money(raw.get("shipping_fee")),
             paid_amount=to_money(raw.get("total")), buyer_name=to_str(buyer.get("nick")),

@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from orders.platforms._intl_parsing import TokenCursor, header, iso_utc
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, Credentials, PlatformRequest, PlatformTransition as T, utc_now
-from orders.platforms.parsing import first, parse_time, to_bool, to_int, to_money, to_str
+from orders.platforms.parsing import first, parse_time, required_id, to_bool, to_int, to_money, to_str
 
 API_VERSION = "2024-07"
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
@@ -310,7 +310,7 @@ class ShopifyAdapter(AdapterBase):
         transition = self.status_transition(status)
         placed_at = parse_time(o.get("created_at"))
         return NormalizedOrder(
-            platform_order_id=to_str(o.get("id")), lines=lines, platform_status=status, paid=paid,
+            platform_order_id=required_id(o.get("id"), "id"), lines=lines, platform_status=status, paid=paid,
             currency=currency,
             goods_amount=first(_money(o, "total_line_items_price"), _money(o, "subtotal_price")) or Decimal("0.00"),
             discount_amount=_money(o, "total_discounts") or Decimal("0.00"), shipping_fee=shipping,

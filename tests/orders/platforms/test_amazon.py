@@ -210,3 +210,10 @@ def test_stock_push_patches_the_listing():
         "PATCH", "/listings/2021-08-01/items/A2SELLER/NABetaASINB00551Q3CS", "json")
     assert req.params == {"marketplaceIds": "ATVPDKIKX0DER"}
     assert req.body["patches"][0]["value"] == [{"fulfillment_channel_code": "DEFAULT", "quantity": 5}]
+
+
+def test_keeps_the_adapter_contract():
+    from tests.orders.platforms.test_shopify import check_contract
+
+    check_contract(adapter(), combined())
+    check_contract(adapter(), load("amazon/getOrder.200.iba.json"))

@@ -218,3 +218,10 @@ def test_refusal_is_an_invalid_input_domain_error():
     with pytest.raises(InvalidInput) as info:
         parse_file(b"")
     assert info.value.as_dict()["code"] == "invalid" and "文件为空" in info.value.message
+
+
+def test_keeps_the_adapter_contract():
+    from tests.orders.platforms.test_shopify import check_contract
+
+    for payload in parse_file(csv_bytes()):
+        check_contract(DistributorAdapter(), payload)

@@ -176,3 +176,10 @@ def test_needs_skus_and_an_aware_start():
         SandboxPlatform(sku_ids=[], start=START)
     with pytest.raises(ValueError):
         SandboxPlatform(sku_ids=SKUS, start=datetime(2024, 1, 2))
+
+
+def test_keeps_the_adapter_contract():
+    from tests.orders.platforms.test_shopify import check_contract
+
+    for raw in sync(platform(), until=START + timedelta(minutes=30))[0]:
+        check_contract(SandboxAdapter(), raw)

@@ -256,3 +256,33 @@ def test_other_topics_and_bad_bodies_are_refused(body, topic):
 
 def test_fixture_directory_is_beside_the_repo():
     assert fixture_path("shopify/order.single.json").parent.parent.name == "fixtures"
+
+
+# --- the contract every adapter keeps (also used by the Amazon, distributor and sandbox tests) -----
+
+def check_contract(adapter, raw):
+    from orders.models import Platform
+    from orders.platforms.base import NormalizedOrder
+    from orders.platforms.interface import PlatformTransition
+    from orders.platforms.parsing import ParseError
+
+    assert isinstance(adapter, PlatformAdapter) and adapter.code in Platform.values
+    order = adapter.normalize(copy.deepcopy(raw))
+    assert isinstance(order, NormalizedOrder) and order.platform_order_id
+    for amount in (order.goods_amount, order.discount_amount, order.shipping_fee, order.paid_amount):
+        assert isinstance(amount, Decimal) and amount.as_tuple().exponent == -2
+    for line in order.lines:
+        assert isinstance(line.unit_price, Decimal) and line.unit_price.as_tuple().exponent == -2
+        assert isinstance(line.quantity, int) and line.platform_line_id
+    for moment in (order.placed_at, order.paid_at, order.platform_updated_at, order.promised_ship_at):
+        assert moment is None or moment.tzinfo is timezone.utc
+    assert order.raw == raw
+    transition = adapter.status_transition(order.platform_status)
+    assert transition is None or transition in {t.value for t in PlatformTransition}
+    with pytest.raises(ParseError if adapter.code != "distributor" else ValueError):
+        adapter.normalize({"status": "paid"})
+
+
+def test_keeps_the_adapter_contract():
+    check_contract(adapter(), single())
+    check_contract(adapter(), listed())
