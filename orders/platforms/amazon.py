@@ -159,8 +159,6 @@ def normalize_order(order: dict, items: list[dict] | None = None, address: dict 
             platform_line_id=to_str(item.get("OrderItemId")),
             refund_status=BUYER_CANCEL if cancelled_by_buyer else "",
         ))
-    if not items:
-        discount = Decimal("0.00")
     total = order.get("OrderTotal") or {}
     channel = to_str(order.get("FulfillmentChannel"))
     tags = [f"marketplace:{to_str(order.get('MarketplaceId'))}"] if to_str(order.get("MarketplaceId")) else []

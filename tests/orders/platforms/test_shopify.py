@@ -286,3 +286,37 @@ def check_contract(adapter, raw):
 def test_keeps_the_adapter_contract():
     check_contract(adapter(), single())
     check_contract(adapter(), listed())
+
+
+def test_line_items_in_the_money_set_shape():
+    """Newer API versions send line money as price_set / total_discount_set and
+    discount_allocations; the shop's money is taken, not the buyer's presentment money."""
+    raw = listed()
+    raw["line_items"] = [{
+        "id": 466157049, "variant_id": 39072856, "product_id": 632910392, "sku": "IPOD2008GREEN",
+        "title": "IPod Nano - 8gb", "variant_title": "green", "quantity": 3,
+        "price": "199.00",
+        "price_set": {"shop_money": {"amount": "199.00", "currency_code": "USD"},
+                      "presentment_money": {"amount": "270.00", "currency_code": "CAD"}},
+        "total_discount": "0.00",
+        "total_discount_set": {"shop_money": {"amount": "0.00", "currency_code": "USD"},
+                               "presentment_money": {"amount": "0.00", "currency_code": "CAD"}},
+        "discount_allocations": [{"amount": "10.00", "discount_application_index": 0,
+                                  "amount_set": {"shop_money": {"amount": "10.00", "currency_code": "USD"},
+                                                 "presentment_money": {"amount": "13.50", "currency_code": "CAD"}}}],
+    }]
+    (line,) = adapter().normalize(raw).lines
+    assert line == NormalizedLine(title="IPod Nano - 8gb - green", quantity=3,
+                                  unit_price=Decimal("199.00"), platform_sku_id="39072856", sku_code="IPOD2008GREEN",
+                                  discount_amount=Decimal("10.00"), platform_line_id="466157049")
+
+
+def test_webhook_body_verified_then_normalized():
+    secret = "shop-secret"
+    body = json.dumps(single()["order"], ensure_ascii=False).encode("utf-8")
+    headers = {"X-Shopify-Hmac-Sha256": webhook_signature(body, secret), "X-Shopify-Topic": "orders/updated",
+               "X-Shopify-Webhook-Id": "1"}
+    assert verify_webhook(body, headers["X-Shopify-Hmac-Sha256"], secret)
+    assert not verify_webhook(body + b" ", headers["X-Shopify-Hmac-Sha256"], secret)  # one byte more
+    order = adapter().normalize(parse_webhook(body, headers).payload)
+    assert without_raw(order) == without_raw(adapter().normalize(single()))
