@@ -251,22 +251,19 @@ class AmazonAdapter(AdapterBase):
     def parse_list_response(self, body: dict, *, cursor: str = "", status: int = 200,
                             headers: Mapping[str, str] | None = None) -> OrderPage:
         """getOrders → OrderPage (raw payloads are the bare orders; fetch their items before
-        normalizing). The run's upper bound is the ``LastUpdatedBefore`` / ``CreatedBefore``
-        Amazon answers with; without it, the newest ``LastUpdateDate`` seen."""
+        normalizing). The next run starts at the ``LastUpdatedBefore`` / ``CreatedBefore``
+        Amazon answered with, or the newest ``LastUpdateDate`` seen if later (minus 2 minutes)."""
         error = error_from_response(status, body, headers)
         if error:
             raise error
         payload = body.get("payload", body)
         orders = list(payload.get("Orders") or [])
-        c = self._cursor(cursor).seen(*(parse_time(o.get("LastUpdateDate")) for o in orders))
-        bound = first(payload.get("LastUpdatedBefore"), payload.get("CreatedBefore"))
+        bound = parse_time(first(payload.get("LastUpdatedBefore"), payload.get("CreatedBefore")))
+        # The bound Amazon answered up to (first page) is carried in the cursor to the last page.
+        c = self._cursor(cursor).seen(bound, *(parse_time(o.get("LastUpdateDate")) for o in orders))
         token = to_str(payload.get("NextToken"))
         if token:
             return OrderPage(orders=orders, next_cursor=str(c.next_page(token)), has_more=True)
-        if bound is not None:
-            upper = parse_time(bound)
-            return OrderPage(orders=orders, next_cursor=str(TokenCursor(max(c.since, upper - OVERLAP))),
-                             has_more=False)
         return OrderPage(orders=orders, next_cursor=str(c.next_run(overlap=OVERLAP)), has_more=False)
 
     def parse_items_response(self, body: dict, *, status: int = 200,

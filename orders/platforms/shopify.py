@@ -211,10 +211,12 @@ class ShopifyAdapter(AdapterBase):
         the page counts as the last one). Errors: ``{"errors": …}`` or a 4xx/5xx status."""
         errors = body.get("errors") if isinstance(body, dict) else None
         if status >= 400 or errors:
-            retry_after = to_str(header(headers, "Retry-After"))
+            try:
+                retry_after = float(header(headers, "Retry-After"))
+            except ValueError:  # absent or not in seconds; Shopify's REST bucket leaks 2 calls/s
+                retry_after = 1.0 if status == 429 else None
             raise self.error(status if status >= 400 else "errors", _error_text(errors),
-                             retryable=status == 429 or status >= 500,
-                             retry_after=float(retry_after) if retry_after else (2.0 if status == 429 else None))
+                             retryable=status == 429 or status >= 500, retry_after=retry_after)
         orders = list(body.get("orders") or [])
         c = self._cursor(cursor).seen(*(parse_time(o.get("updated_at")) for o in orders))
         token = next_page_info(header(headers, "Link"))

@@ -217,3 +217,13 @@ def test_keeps_the_adapter_contract():
 
     check_contract(adapter(), combined())
     check_contract(adapter(), load("amazon/getOrder.200.iba.json"))
+
+
+def test_bound_of_the_first_page_carries_to_the_last():
+    a = adapter()
+    first_page = load("amazon/getOrders.200.json")
+    first_page["payload"]["NextToken"] = "tok2"
+    page = a.parse_list_response(first_page, cursor=a.initial_cursor(datetime(1970, 1, 2, tzinfo=UTC)))
+    assert page.has_more is True
+    last = a.parse_list_response({"payload": {"Orders": []}}, cursor=page.next_cursor)
+    assert last.has_more is False and last.next_cursor == "2019-09-26T18:14:22Z||"

@@ -320,3 +320,13 @@ def test_webhook_body_verified_then_normalized():
     assert not verify_webhook(body + b" ", headers["X-Shopify-Hmac-Sha256"], secret)  # one byte more
     order = adapter().normalize(parse_webhook(body, headers).payload)
     assert without_raw(order) == without_raw(adapter().normalize(single()))
+
+
+def test_429_without_retry_after_waits_for_the_bucket_to_leak():
+    with pytest.raises(PlatformError) as info:
+        adapter().parse_list_response({"errors": "Exceeded 2 calls per second for api client."}, status=429,
+                                      headers={"Retry-After": "soon"})
+    assert (info.value.retryable, info.value.retry_after) == (True, 1.0)
+    with pytest.raises(PlatformError) as info:
+        adapter().parse_list_response({}, status=502)
+    assert (info.value.retryable, info.value.retry_after) == (True, None)
