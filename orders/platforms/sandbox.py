@@ -135,6 +135,19 @@ class SandboxPlatform:
         self.stock: dict[str, int] = {}  # what the adapter pushed, for a look in tests and the demo
         self._changes: dict[int, list[_Change]] = {}  # a cache: the same i always gives the same changes
 
+    @classmethod
+    def from_credentials(cls, credentials: Credentials, *, start: datetime) -> "SandboxPlatform":
+        """The platform a sandbox shop describes in its credentials' ``extra``: ``sku_ids``
+        (comma-separated SKU codes), optional ``seed``, ``orders_per_hour``, ``gift_sku_ids``."""
+        extra = credentials.extra
+
+        def split(text: Any) -> list[str]:
+            return [s.strip() for s in to_str(text).split(",") if s.strip()]
+
+        return cls(sku_ids=split(extra.get("sku_ids")), start=start, seed=to_int(extra.get("seed"), 0),
+                   orders_per_hour=float(to_money(extra.get("orders_per_hour"), Decimal("120"))),
+                   gift_sku_ids=split(extra.get("gift_sku_ids")))
+
     # the stream
 
     def placed_us(self, i: int) -> int:

@@ -183,3 +183,14 @@ def test_keeps_the_adapter_contract():
 
     for raw in sync(platform(), until=START + timedelta(minutes=30))[0]:
         check_contract(SandboxAdapter(), raw)
+
+
+def test_a_sandbox_shop_describes_its_platform_in_its_credentials():
+    from orders.platforms.interface import Credentials
+
+    creds = Credentials(extra={"sku_ids": "SKU-1, SKU-2,SKU-3", "seed": "7", "orders_per_hour": "120"})
+    p = SandboxPlatform.from_credentials(creds, start=START)
+    until = START + timedelta(hours=1)
+    assert sync(p, until=until)[0] == sync(platform(), until=until)[0]
+    with pytest.raises(ValueError):
+        SandboxPlatform.from_credentials(Credentials(), start=START)  # no SKUs: refused, not an empty stream
