@@ -176,10 +176,10 @@ def _next_run(shop: Shop, now: datetime, *, failures: int = 0, retry_after: floa
 
 # --- the run ------------------------------------------------------------------------------------
 def run_sync(shop: Shop, *, owner: str | None = None, adapter=None, client: PlatformClient | None = None,
-             sleep: Callable[[float], None] = time.sleep, now: Callable[[], datetime] = timezone.now,
+             sleep: Callable[[float], None] | None = None, now: Callable[[], datetime] = timezone.now,
              max_pages: int = MAX_PAGES, page_size: int = PAGE_SIZE,
              time_budget: float = TIME_BUDGET_SECONDS, lookback: timedelta = LOOKBACK,
-             lease_seconds: int = LEASE_SECONDS,
+             lease_seconds: int = LEASE_SECONDS, timeout=None,
              after_page: Callable[[int, object], None] | None = None) -> SyncResult:
     """Sync one shop now (see the module docstring). Never raises for a platform failure: the
     outcome is in the result and on the shop's `ShopSyncState`. ``after_page(n, page)`` is
@@ -201,7 +201,8 @@ def run_sync(shop: Shop, *, owner: str | None = None, adapter=None, client: Plat
     try:
         adapter = adapter or adapter_for(shop)
         if own_client:
-            client = PlatformClient(adapter, base_url=shop.api_base_url, sleep=sleep, on_retry=keep_lease)
+            client = PlatformClient(adapter, base_url=shop.api_base_url, sleep=sleep or time.sleep, on_retry=keep_lease,
+                                    timeout=timeout)
         state = ShopSyncState.objects.get(shop=shop)
         cursor = state.cursor or adapter.initial_cursor(state.start_from or started - lookback)
         actor = sync_actor(shop)
