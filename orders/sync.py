@@ -145,6 +145,31 @@ def ingest_payloads(*, shop: Shop, payloads, actor: Actor):
     return ingest(shop=shop, payloads=payloads, actor=actor)
 
 
+def sandbox_transport(shop: Shop, adapter, *, now: Callable[[], datetime]):
+    """The sandbox platform of ``shop``, answering in-process (no network) through the client.
+
+    The stream is built from the adapter's credentials (``extra``: sku_ids, seed,
+    orders_per_hour, start); without SKU ids it sells our active SKUs (so its orders map
+    and allocate), and it starts when the shop was created, so every run and every machine
+    sees the same stream."""
+    from inventory.models import Sku
+    from orders.platforms.client import handler_transport
+    from orders.platforms.interface import Credentials
+    from orders.platforms.parsing import parse_time
+    from orders.platforms.sandbox import SandboxPlatform
+
+    credentials = getattr(adapter, "credentials", None) or Credentials()
+    extra = dict(credentials.extra)
+    if not str(extra.get("sku_ids") or "").strip():
+        extra["sku_ids"] = ",".join(Sku.objects.filter(is_active=True).order_by("code").values_list("code", flat=True)[:30])
+    start = parse_time(extra.get("start")) if extra.get("start") else None
+    try:
+        platform = SandboxPlatform.from_credentials(Credentials(extra=extra), start=start or shop.created_at)
+    except ValueError as exc:
+        raise PlatformCallFailed("sandbox", f"sandbox: {exc}", attempts=0) from exc
+    return handler_transport(lambda request: platform.handle(request, now=now()))
+
+
 def _newest_update(adapter, payloads: list[dict]) -> datetime | None:
     newest = None
     for raw in payloads:
@@ -201,8 +226,11 @@ def run_sync(shop: Shop, *, owner: str | None = None, adapter=None, client: Plat
     try:
         adapter = adapter or adapter_for(shop)
         if own_client:
-            client = PlatformClient(adapter, base_url=shop.api_base_url, sleep=sleep or time.sleep, on_retry=keep_lease,
-                                    timeout=timeout)
+            transport = None
+            if shop.platform == "sandbox" and not shop.api_base_url:
+                transport = sandbox_transport(shop, adapter, now=getattr(adapter, "now", timezone.now))
+            client = PlatformClient(adapter, base_url=shop.api_base_url, sleep=sleep or time.sleep,
+                                    on_retry=keep_lease, timeout=timeout, transport=transport)
         state = ShopSyncState.objects.get(shop=shop)
         cursor = state.cursor or adapter.initial_cursor(state.start_from or started - lookback)
         actor = sync_actor(shop)

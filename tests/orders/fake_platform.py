@@ -107,14 +107,14 @@ def stand_in_ingest():
     from django.db import transaction
 
     from config.errors import DomainError
-    from orders import services
+    from orders import services, sync
     from orders.models import Order
 
     def ingest_payloads(*, shop, payloads, actor):
         report = SimpleNamespace(created=0, updated=0, unchanged=0, failed=0, failures=[])
         for position, raw in enumerate(payloads):
             try:
-                data = adapter().normalize(raw)
+                data = sync.adapter_for(shop).normalize(raw)
                 with transaction.atomic():
                     existing = Order.objects.select_for_update().filter(
                         shop=shop, platform_order_id=data.platform_order_id).first()

@@ -549,3 +549,48 @@ def test_migration_moves_the_old_cursor_into_the_sync_state():
     finally:
         migrate(latest)
         Shop.objects.filter(code__startswith="old-").delete()
+
+
+# --- the sandbox platform: in-process, through the same client -----------------------------------
+def test_a_sandbox_shop_syncs_without_a_network(monkeypatch, sleeps):
+    import socket
+
+    from orders.platforms.sandbox import SandboxAdapter, SandboxPlatform
+    from tests.factories import SkuFactory
+
+    skus = [SkuFactory(code=f"SBX-SKU-{n}").code for n in range(1, 4)]
+    t0 = fp.NOW
+    shop = ShopFactory(platform="sandbox", code="sandbox", sync_enabled=True)
+    Shop.objects.filter(pk=shop.pk).update(created_at=t0)
+    shop.refresh_from_db()
+    clock = {"now": t0 + timedelta(minutes=30)}
+    monkeypatch.setattr(sync, "adapter_for", lambda s: SandboxAdapter(now=lambda: clock["now"]))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the sandbox must not open a socket")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    stream = SandboxPlatform(sku_ids=skus, start=t0)
+
+    def orders_until(when):
+        seen, cursor, more = set(), "", True
+        while more:
+            page = stream.list(cursor, 200, now=when)
+            seen |= {o["order_no"] for o in page["orders"]}
+            cursor, more = page["next_cursor"], page["has_more"]
+        return seen
+
+    first = sync.run_sync(shop, sleep=sleeps.append, now=lambda: clock["now"])
+    assert first.outcome == "ok", first.error
+    expected = orders_until(clock["now"])
+    assert len(expected) >= 40  # ~120 orders an hour
+    assert set(order_ids(shop)) == expected
+    assert set(Order.objects.filter(shop=shop).values_list("lines__sku__code", flat=True)) <= set(skus)
+
+    clock["now"] = t0 + timedelta(minutes=75)
+    second = sync.run_sync(shop, sleep=sleeps.append, now=lambda: clock["now"])
+    assert second.outcome == "ok", second.error
+    assert set(order_ids(shop)) == orders_until(clock["now"])
+    assert second.created == len(order_ids(shop)) - len(expected) > 0
+    assert Order.objects.filter(shop=shop).count() == len(order_ids(shop))
+    assert sleeps == []
