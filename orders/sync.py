@@ -38,7 +38,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from config.actors import Actor, Source
-from config.errors import NotPermitted
+from config.errors import DomainError, NotPermitted
 from orders.models import Shop, ShopSyncState, SyncStatus
 from orders.platforms.base import PlatformError
 from orders.platforms.client import PlatformCallFailed, PlatformClient
@@ -161,7 +161,8 @@ def sandbox_transport(shop: Shop, adapter, *, now: Callable[[], datetime]):
     credentials = getattr(adapter, "credentials", None) or Credentials()
     extra = dict(credentials.extra)
     if not str(extra.get("sku_ids") or "").strip():
-        extra["sku_ids"] = ",".join(Sku.objects.filter(is_active=True).order_by("code").values_list("code", flat=True)[:30])
+        codes = Sku.objects.filter(is_active=True).order_by("code").values_list("code", flat=True)[:30]
+        extra["sku_ids"] = ",".join(codes)
     start = parse_time(extra.get("start")) if extra.get("start") else None
     try:
         platform = SandboxPlatform.from_credentials(Credentials(extra=extra), start=start or shop.created_at)
@@ -264,10 +265,10 @@ def run_sync(shop: Shop, *, owner: str | None = None, adapter=None, client: Plat
             more = bool(page.has_more)
             if not more or time.monotonic() - clock > time_budget:
                 break
-    except (PlatformCallFailed, PlatformError, LeaseLost) as exc:
-        return _finish_failed(shop, owner, result, exc, now=now(), cursor_state=True)
+    except (PlatformCallFailed, PlatformError, LeaseLost, DomainError) as exc:  # DomainError: e.g. no adapter
+        return _finish_failed(shop, owner, result, exc, now=now())
     except Exception as exc:
-        _finish_failed(shop, owner, result, exc, now=now(), cursor_state=True)
+        _finish_failed(shop, owner, result, exc, now=now())
         raise
     finally:
         if own_client and client is not None:
@@ -295,8 +296,7 @@ def _finish_ok(shop: Shop, owner: str, result: SyncResult, *, cursor: str, newes
     return result
 
 
-def _finish_failed(shop: Shop, owner: str, result: SyncResult, exc: BaseException, *, now: datetime,
-                   cursor_state: bool = True) -> SyncResult:
+def _finish_failed(shop: Shop, owner: str, result: SyncResult, exc: BaseException, *, now: datetime) -> SyncResult:
     result.outcome = "failed"
     result.error = _clip(f"{type(exc).__name__}: {exc}")
     state = ShopSyncState.objects.get(shop=shop)

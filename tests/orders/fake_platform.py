@@ -62,7 +62,8 @@ class FakePdd:
             when = datetime.strptime(o["updated_at"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
             return int(when.timestamp())
 
-        return sorted((o for o in self.orders if start <= epoch(o) < end), key=lambda o: (o["updated_at"], o["order_sn"]))
+        inside = (o for o in self.orders if start <= epoch(o) < end)
+        return sorted(inside, key=lambda o: (o["updated_at"], o.get("order_sn", "")))
 
     def handler(self, request: Request) -> Response:
         params = {k: v for k, v in request.args.items()}

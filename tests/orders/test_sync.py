@@ -215,6 +215,22 @@ def test_a_non_retryable_platform_error_is_not_retried(shop, platform, sleeps):
     assert "10019" in ShopSyncState.objects.get(shop=shop).last_error
 
 
+def test_a_refused_payload_is_counted_and_shown_and_its_neighbours_are_kept(shop, platform, sleeps):
+    broken = fp.pdd_order(3)
+    del broken["order_sn"]
+    platform.orders = [fp.pdd_order(n) for n in (1, 2, 4, 5)] + [broken]
+    result = run(shop, sleeps)
+    assert result.outcome == "partial"
+    assert (result.fetched, result.created, result.failed) == (5, 4, 1)
+    assert len(order_ids(shop)) == 4
+    state = ShopSyncState.objects.get(shop=shop)
+    assert state.status == SyncStatus.PARTIAL and "order_sn" in state.last_error
+    assert state.consecutive_failures == 0 and state.cursor == NEXT_WINDOW
+    with pytest.raises(CommandError, match="1 payload"):  # the command says so with its exit code
+        ShopSyncState.objects.filter(shop=shop).update(cursor="")
+        call_command("sync_shop", "pdd-main", stdout=StringIO())
+
+
 # --- a worker killed, a page half done -------------------------------------------------------
 def test_worker_killed_between_pages_loses_nothing_and_duplicates_nothing(shop, platform, sleeps):
     def die(number, page):

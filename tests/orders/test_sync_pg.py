@@ -54,7 +54,8 @@ def test_eight_workers_racing_for_one_lease_exactly_one_gets_it(shop):  # noqa: 
 def test_an_expired_lease_is_taken_over_by_exactly_one_of_two(shop):  # noqa: F811
     from datetime import timedelta
 
-    ShopSyncState.objects.filter(shop=shop).update(lease_owner="dead", lease_expires_at=timezone.now() - timedelta(seconds=1))
+    expired = timezone.now() - timedelta(seconds=1)
+    ShopSyncState.objects.filter(shop=shop).update(lease_owner="dead", lease_expires_at=expired)
     now = timezone.now()
     outcomes = run_together([lambda i=i: sync.acquire_lease(shop, f"heir-{i}", now=now) for i in range(2)])
     assert sorted(value for _, value in outcomes) == [False, True]
