@@ -345,9 +345,12 @@ def request_sync(*, shop: Shop, actor: Actor, enqueue: Callable[..., str] | None
     """"Sync now" (admin action): enqueue one run of ``shop`` as a django-q2 task.
 
     Operations and supervisors may (``orders.change_shop``), within their shops. Returns the
-    task id. A sync already running makes the queued one skip; nothing runs twice."""
+    task id, or "" when the shop is being synced right now (nothing is queued then)."""
     if not actor.can("orders.change_shop") or not actor.scope.allows_shop(shop.pk):
         raise NotPermitted(f"没有权限同步店铺 {shop.code}")
+    state = ShopSyncState.objects.filter(shop=shop).first()
+    if state is not None and state.leased():
+        return ""  # running right now: a queued run would only skip
     if enqueue is None:
         from django_q.tasks import async_task as enqueue
     return enqueue("orders.sync_tasks.sync_shop_task", shop.pk, task_name=f"sync {shop.code} (now)"[:100],

@@ -427,6 +427,14 @@ def test_sync_now_action_on_the_shop_admin_enqueues_a_task_and_says_so(shop, cli
     assert "已加入同步队列:pdd-main" in [str(m) for m in response.context["messages"]]
 
 
+def test_sync_now_while_the_shop_is_syncing_queues_nothing_and_says_so(shop, client, enqueued):
+    assert sync.acquire_lease(shop, "busy-worker", now=timezone.now())
+    client.force_login(staff("operations"))
+    response = client.post("/admin/orders/shop/", {"action": "sync_now", "_selected_action": [shop.pk]}, follow=True)
+    assert enqueued == []
+    assert "正在同步,无需重复排队:pdd-main" in [str(m) for m in response.context["messages"]]
+
+
 def test_sync_now_action_is_not_offered_to_warehouse_staff(shop, client, enqueued):
     client.force_login(staff("warehouse"))
     listing = client.get("/admin/orders/shop/")
