@@ -139,9 +139,15 @@ def adapter_for(shop: Shop):
     return registry_adapter_for(shop)
 
 
-def ingest_payloads(*, shop: Shop, payloads, actor: Actor):
+def ingest_payloads(*, shop: Shop, payloads, actor: Actor, adapter=None):
+    """`orders.ingest.ingest_payloads`, given the run's adapter where it takes one (so the
+    payloads are read by the very adapter that fetched them)."""
+    import inspect
+
     from orders.ingest import ingest_payloads as ingest
 
+    if adapter is not None and "adapter" in inspect.signature(ingest).parameters:
+        return ingest(shop=shop, payloads=payloads, actor=actor, adapter=adapter)
     return ingest(shop=shop, payloads=payloads, actor=actor)
 
 
@@ -238,7 +244,7 @@ def run_sync(shop: Shop, *, owner: str | None = None, adapter=None, client: Plat
         clock = time.monotonic()
         for number in range(1, max_pages + 1):
             page = client.fetch_page(cursor, page_size)
-            report = ingest_payloads(shop=shop, payloads=page.orders, actor=actor)
+            report = ingest_payloads(shop=shop, payloads=page.orders, actor=actor, adapter=adapter)
             # Every payload of the page is committed (each in its own transaction) — only now
             # does the cursor move, in the UPDATE that proves we still hold the lease.
             page_newest = _newest_update(adapter, page.orders)

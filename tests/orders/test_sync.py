@@ -272,12 +272,12 @@ def test_a_worker_killed_mid_page_fetches_that_page_again_without_duplicates(sho
     real = sync.ingest_payloads
     calls = []
 
-    def dies_inside_page_two(*, shop, payloads, actor):
+    def dies_inside_page_two(*, shop, payloads, actor, adapter=None):
         calls.append(len(payloads))
         if len(calls) == 2:
-            real(shop=shop, payloads=payloads[:1], actor=actor)  # one order of page 2 committed
+            real(shop=shop, payloads=payloads[:1], actor=actor, adapter=adapter)  # one order of page 2 committed
             raise Killed
-        return real(shop=shop, payloads=payloads, actor=actor)
+        return real(shop=shop, payloads=payloads, actor=actor, adapter=adapter)
 
     monkeypatch.setattr(sync, "ingest_payloads", dies_inside_page_two)
     with pytest.raises(Killed):
