@@ -244,10 +244,11 @@ def run_sync(shop: Shop, *, owner: str | None = None, adapter=None, client: Plat
         clock = time.monotonic()
         for number in range(1, max_pages + 1):
             page = client.fetch_page(cursor, page_size)
-            report = ingest_payloads(shop=shop, payloads=page.orders, actor=actor, adapter=adapter)
+            payloads = client.complete_orders(page.orders)  # Amazon: each order with its items
+            report = ingest_payloads(shop=shop, payloads=payloads, actor=actor, adapter=adapter)
             # Every payload of the page is committed (each in its own transaction) — only now
             # does the cursor move, in the UPDATE that proves we still hold the lease.
-            page_newest = _newest_update(adapter, page.orders)
+            page_newest = _newest_update(adapter, payloads)
             if page_newest and (newest is None or page_newest > newest):
                 newest = page_newest
             next_cursor = page.next_cursor or cursor

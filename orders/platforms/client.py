@@ -252,6 +252,36 @@ class PlatformClient:
 
         return self.call(attempt)
 
+    def complete_orders(self, orders: list[dict]) -> list[dict]:
+        """Each order as the adapter normalizes it in full. Where the list gives bare orders and
+        the adapter has an items call (Amazon: getOrders, then getOrderItems with its own
+        NextToken pages), each order is fetched with its items as ``{"order": …, "items": […]}``;
+        otherwise the list's payloads are already complete and come back as they are."""
+        build = getattr(self.adapter, "build_items_request", None)
+        parse = getattr(self.adapter, "parse_items_response", None)
+        if not (callable(build) and callable(parse)):
+            return orders
+        complete = []
+        for order in orders:
+            order_id = self.adapter.normalize(order).platform_order_id
+            items: list[dict] = []
+            token = ""
+            while True:
+                def attempt(token=token):
+                    response = self.send_once(build(order_id, token))
+                    kwargs = {k: v for k, v in (("status", response.status), ("headers", response.headers))
+                              if _accepts(parse, k)}
+                    if not isinstance(response.body, dict):
+                        raise PlatformError(self.platform, f"http_{response.status}", response.text[:200])
+                    return parse(response.body, **kwargs)
+
+                page_items, token = self.call(attempt)
+                items.extend(page_items)
+                if not token:
+                    break
+            complete.append({"order": order, "items": items})
+        return complete
+
     def parse_page(self, response: PlatformResponse, cursor: str) -> OrderPage:
         parse = self.adapter.parse_list_response
         kwargs: dict[str, Any] = {"cursor": cursor}

@@ -618,3 +618,44 @@ def test_a_sandbox_shop_syncs_without_a_network(monkeypatch, sleeps):
     assert second.created == len(order_ids(shop)) - len(expected) > 0
     assert Order.objects.filter(shop=shop).count() == len(order_ids(shop))
     assert sleeps == []
+
+
+# --- Amazon: getOrders gives bare orders; the sync fetches each one's items ----------------------
+def test_amazon_orders_are_fetched_with_their_items(server, monkeypatch, sleeps):
+    import json
+    import re
+    from datetime import datetime, timezone as tz
+
+    from werkzeug.wrappers import Response
+
+    from orders.models import OrderLine
+    from orders.platforms.amazon import AmazonAdapter
+    from orders.platforms.interface import Credentials
+    from tests.orders.platforms.shared import load
+
+    orders_body, items_body = load("amazon/getOrders.200.json"), load("amazon/getOrderItems.200.json")
+    item_calls = []
+
+    def items(request):
+        item_calls.append(request.path)
+        if len(item_calls) == 1:  # the first getOrderItems is throttled
+            return Response('{"errors": [{"code": "QuotaExceeded"}]}', status=429, headers={"Retry-After": "2"},
+                            content_type="application/json")
+        return Response(json.dumps(items_body), content_type="application/json")
+
+    server.expect_request("/orders/v0/orders", method="GET").respond_with_json(orders_body)
+    server.expect_request(re.compile(r"^/orders/v0/orders/[^/]+/orderItems$"), method="GET").respond_with_handler(items)
+    now = datetime(2024, 3, 1, 12, 0, tzinfo=tz.utc)
+    monkeypatch.setattr(sync, "adapter_for", lambda shop: AmazonAdapter(
+        Credentials(access_token="Atza|test", shop_id="A2SELLER"), now=lambda: now))
+    shop = ShopFactory(platform="amazon", code="amz", currency="USD", api_base_url=server.url_for("/").rstrip("/"))
+    ShopSyncState.objects.create(shop=shop, start_from=now - timedelta(hours=1))
+
+    result = sync.run_sync(shop, sleep=sleeps.append)
+
+    assert result.outcome == "ok", result.error
+    assert order_ids(shop) == ["902-1845936-5435065", "902-8745147-1934268"]
+    assert sorted(item_calls) == sorted(["/orders/v0/orders/902-1845936-5435065/orderItems"] * 2
+                                        + ["/orders/v0/orders/902-8745147-1934268/orderItems"])
+    assert sleeps == [2.0]
+    assert OrderLine.objects.filter(order__shop=shop).count() == 2  # one line each, none dropped
