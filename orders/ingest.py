@@ -429,6 +429,10 @@ class _LinePlan:
 
 def _line_plan(order: Order, data: NormalizedOrder) -> _LinePlan:
     plan = _LinePlan(order.shop)
+    if not data.lines:
+        # A version without lines (a list answer that leaves them out) says nothing about them:
+        # stored lines are never dropped for it.
+        return plan
     stored = list(order.lines.select_related("sku").order_by("id"))
     by_key = {line.platform_line_id: line for line in stored if line.platform_line_id}
     unkeyed = [line for line in stored if not line.platform_line_id]
@@ -502,6 +506,18 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _raise_envelope(adapter, payload: dict) -> None:
+    """A platform error envelope as a payload fails with the platform's code and message."""
+    check = getattr(adapter, "raise_for_error", None)
+    if check is not None:
+        check(payload)
+    errors = payload.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and len(payload) == 1:
+        first = errors[0]
+        raise PlatformError(getattr(adapter, "code", ""), str(first.get("code", "")),
+                            str(first.get("message", "")) + (f" ({first['details']})" if first.get("details") else ""))
+
+
 def ingest_payloads(*, shop: Shop, payloads: Iterable[dict], actor: Actor, adapter=None) -> IngestReport:
     """Normalize and upsert each raw payload in its own transaction, then allocate the paid
     orders in batches. Failures are (1-based position, reason); they never stop the rest."""
@@ -514,9 +530,7 @@ def ingest_payloads(*, shop: Shop, payloads: Iterable[dict], actor: Actor, adapt
         try:
             if not isinstance(payload, dict):
                 raise InvalidInput(f"不是订单对象({type(payload).__name__})")
-            check = getattr(adapter, "raise_for_error", None)
-            if check is not None:
-                check(payload)
+            _raise_envelope(adapter, payload)
             data = adapter.normalize(payload)
             result = upsert_order(shop=shop, data=data, actor=actor, allocate=False)
         except Exception as exc:  # noqa: BLE001 — one bad payload never loses its neighbours
@@ -537,17 +551,16 @@ def ingest_payloads(*, shop: Shop, payloads: Iterable[dict], actor: Actor, adapt
 
 # --- documents ----------------------------------------------------------------------------
 # Keys under which platforms put a list of orders (inside their *_response / payload / data).
-_LIST_KEYS = ("trades", "order_list", "orders", "Orders", "order_sn_list", "list", "shop_order_list")
-_SINGLE_KEYS = ("order",)
+_LIST_KEYS = ("trades", "order_list", "orders", "Orders", "order_sn_list", "orderInfoList", "shop_order_list", "list")
 
 
-def _list_in(doc: dict) -> bool:
-    containers = [doc] + [v for v in doc.values() if isinstance(v, dict)]
-    for container in containers:
-        for key in _LIST_KEYS:
-            value = container.get(key)
-            if isinstance(value, list) or (isinstance(value, dict) and isinstance(value.get("trade"), list)):
-                return True
+def _list_in(doc: dict, depth: int = 3) -> bool:
+    """Whether the document is a list answer (possibly empty): a known list key a few levels down."""
+    for key, value in doc.items():
+        if key in _LIST_KEYS and (isinstance(value, list) or (isinstance(value, dict) and isinstance(value.get("trade"), list))):
+            return True
+        if depth > 1 and isinstance(value, dict) and _list_in(value, depth - 1):
+            return True
     return False
 
 
@@ -561,15 +574,13 @@ def _unwrap(adapter, doc) -> list:
         return [doc]
     if set(doc) <= {"order"} and isinstance(doc.get("order"), dict):  # Shopify {"order": {...}}
         return [doc["order"]]
-    if _list_in(doc):
-        try:
-            page = adapter.parse_list_response(doc)
-        except PlatformError:
-            return [doc]  # the error envelope is the payload: it fails with the platform's words
-        except Exception:  # noqa: BLE001 — not this platform's list shape: one order
-            return [doc]
-        return list(page.orders)
-    return [doc]
+    if not _list_in(doc):
+        return [doc]  # one order or a single-order response: the adapter's normalize reads it
+    try:
+        page = adapter.parse_list_response(doc)
+    except Exception:  # noqa: BLE001 — an error envelope, or not this platform's list: one payload,
+        return [doc]  # which then fails with the platform's (or the parser's) words
+    return list(page.orders)
 
 
 def payloads_from_document(shop: Shop, doc) -> list:

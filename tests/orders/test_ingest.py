@@ -126,7 +126,12 @@ def test_shopify_single_and_list_samples():
     listed = load("shopify/orders.list.json")
     assert len(payloads_from_document(shop, listed)) == 1
     report = ingest_payloads(shop=shop, payloads=payloads_from_document(shop, listed), actor=platform_actor(shop))
-    assert (report.created, report.updated, report.unchanged, report.failed) == (0, 0, 1, 0) or report.updated == 1
+    assert (report.created, report.updated, report.unchanged, report.failed) == (0, 1, 0, 0)
+    order.refresh_from_db()
+    assert order.platform_status == "partially_refunded/unfulfilled" and order.refund_requested is True
+    assert order.paid_amount == Decimal("598.94")
+    assert order.lines.count() == 3  # the list answer leaves line_items out: stored lines are kept
+    assert EventKind.REFUND_REQUESTED in kinds(order)
 
 
 # --- idempotency and versions -------------------------------------------------------------------
