@@ -37,7 +37,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config.actors import Actor, Source
+from config.actors import Actor
 from config.errors import DomainError, NotPermitted
 from orders.models import Shop, ShopSyncState, SyncStatus
 from orders.platforms.base import PlatformError
@@ -90,7 +90,11 @@ def default_owner(prefix: str = "worker") -> str:
 
 
 def sync_actor(shop: Shop) -> Actor:
-    return Actor.system(f"sync:{shop.code}", source=Source.PLATFORM)
+    """Who the sync acts as: the shop, via platform traffic (the same actor as webhooks and
+    `manage.py ingest`, `orders.ingest.platform_actor`)."""
+    from orders.ingest import platform_actor
+
+    return platform_actor(shop)
 
 
 def state_for(shop: Shop) -> ShopSyncState:

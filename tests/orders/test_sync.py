@@ -55,11 +55,7 @@ def platform(server):
 
 @pytest.fixture(autouse=True)
 def ingest(monkeypatch):
-    """The real `orders.ingest.ingest_payloads` once merged; the stand-in until then."""
-    try:
-        from orders.ingest import ingest_payloads  # noqa: F401
-    except ImportError:
-        monkeypatch.setattr(sync, "ingest_payloads", fp.stand_in_ingest())
+    """The real ingest (`orders.ingest.ingest_payloads`); the PDD adapter on the fake's clock."""
     monkeypatch.setattr(sync, "adapter_for", lambda shop: fp.adapter())
 
 
