@@ -331,6 +331,21 @@ def test_a_second_sync_while_one_holds_the_lease_skips_and_changes_nothing(shop,
     assert state.lease_owner == "other-machine:1" and state.cursor == ""
 
 
+def test_the_lease_is_renewed_while_the_client_backs_off(shop, platform):
+    platform.faults = {1: ("status", 503), 2: ("status", 503)}
+    clock = {"now": timezone.now()}
+    thief = []
+
+    def slow_sleep(seconds):  # each back-off "takes" 170 s: an unrenewed 180 s lease would lapse
+        clock["now"] += timedelta(seconds=170)
+        thief.append(sync.acquire_lease(shop, "thief", now=clock["now"]))
+
+    result = sync.run_sync(shop, sleep=slow_sleep, now=lambda: clock["now"], page_size=PAGE)
+    assert result.outcome == "ok", result.error
+    assert thief == [False, False]
+    assert order_ids(shop) == ALL
+
+
 def test_a_lost_lease_stops_the_run_without_storing_its_cursor(shop, platform, sleeps):
     def stolen(number, page):
         if number == 1:  # our lease lapsed and another worker took the shop
