@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from config.admin_tools import ReadOnlyAdminMixin, admin_actor
 from config.errors import DomainError
 from orders import selectors, sync
-from orders.admin import ShopAdmin
+from orders.admin import OutOfScopeIs404Mixin, ShopAdmin
 from orders.models import ShopSyncState, SyncStatus
 
 
@@ -64,7 +64,7 @@ ShopAdmin.actions = (*(ShopAdmin.actions or ()), sync_now)
 
 
 @admin.register(ShopSyncState)
-class ShopSyncStateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ShopSyncStateAdmin(OutOfScopeIs404Mixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("shop_link", "platform", "status_badge", "last_finished_at", "counts", "lag", "error_short",
                     "consecutive_failures", "next_run_at", "lease")
     list_filter = ("status", "shop__platform")

@@ -475,6 +475,9 @@ def test_health_list_is_read_only_and_limited_to_the_persons_shops(shop, client)
     body = listing.content.decode()
     assert "pdd-main" in body and "jd-other" not in body and "secret-jd-error" not in body
     state = ShopSyncState.objects.get(shop=shop)
+    assert client.get(f"/admin/orders/shopsyncstate/{state.pk}/change/").status_code == 200
+    other_state = ShopSyncState.objects.get(shop=other)
+    assert client.get(f"/admin/orders/shopsyncstate/{other_state.pk}/change/").status_code == 404
     assert client.post(f"/admin/orders/shopsyncstate/{state.pk}/change/", {"cursor": "rewound"}).status_code == 403
     assert ShopSyncState.objects.get(shop=shop).cursor == ""
     assert "sync_selected" not in body  # finance may look, not start syncs
