@@ -241,6 +241,12 @@ class PlatformClient:
                 self.platform, f"{self.platform}: {exc.code} {exc.message} ({what} {self.attempts})".replace("  ", " "),
                 attempts=self.attempts, retry_after=exc.retry_after, cause=exc) from exc
 
+    def send(self, build: Callable[[], PlatformRequest]) -> PlatformResponse:
+        """One request with the retry policy; ``build`` makes (and signs) it afresh per try.
+        For calls other than the order list, e.g. a stock push:
+        ``client.send(lambda: adapter.build_stock_push(sku_id, quantity))``."""
+        return self.call(lambda: self.send_once(build()))
+
     # --- what the sync uses ----------------------------------------------------------------
     def fetch_page(self, cursor: str, page_size: int) -> OrderPage:
         """One page of changed orders from ``cursor`` (retried per the policy above)."""

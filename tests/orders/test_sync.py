@@ -537,6 +537,32 @@ def test_client_sends_form_and_json_bodies_and_the_signed_query(server):
     assert seen[1][3] == '{"b":2,"a":1}' and seen[1][4] == "application/json"
 
 
+def test_send_retries_and_re_signs_each_try(server):
+    from datetime import datetime, timezone as tz
+
+    from werkzeug.wrappers import Response
+
+    from orders.platforms.interface import Credentials
+    from orders.platforms.pdd import PddAdapter
+
+    answers = iter([Response("", status=502), Response('{"ok": true}', content_type="application/json")])
+    seen = []
+
+    def handler(request):
+        seen.append(request.args["timestamp"])
+        return next(answers)
+
+    server.expect_request("/api/router", method="POST").respond_with_handler(handler)
+    ticks = iter(range(1704180600, 1704180700))
+    pdd = PddAdapter(Credentials(app_key="cid", app_secret="s"),
+                     now=lambda: datetime.fromtimestamp(next(ticks), tz=tz.utc))
+    sleeps = []
+    with PlatformClient(pdd, base_url=server.url_for("/"), sleep=sleeps.append) as c:
+        response = c.send(lambda: pdd.build_stock_push("1100", 7, item_id="3001"))
+    assert response.body == {"ok": True} and c.attempts == 2 and sleeps == [1.0]
+    assert seen == ["1704180600", "1704180601"]  # signed afresh for the second try
+
+
 def test_a_local_transport_answers_without_a_network():
     class Local:
         code = "sandbox"
