@@ -8,6 +8,7 @@ import pgtrigger
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -45,7 +46,9 @@ class Shop(models.Model):
     currency = models.CharField(_("币种"), max_length=3, default="CNY")
     sync_enabled = models.BooleanField(_("启用同步"), default=False)
     sync_interval_minutes = models.PositiveIntegerField(_("同步间隔(分钟)"), default=5)
-    sync_cursor = models.DateTimeField(_("同步游标"), null=True, blank=True)
+    api_base_url = models.CharField(_("接口地址"), max_length=300, blank=True,
+                                    validators=[URLValidator(schemes=["http", "https"])],
+                                    help_text=_("留空 = 平台正式网关;测试与沙箱可指向 http://127.0.0.1:…"))
     is_active = models.BooleanField(_("启用"), default=True)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
@@ -179,6 +182,15 @@ class Order(ConcurrentTransitionMixin, models.Model):
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
     raw = models.JSONField(_("原始报文"), default=dict, blank=True)
+    # What the platform says, kept apart from what staff type (`seller_note`): the seller's
+    # memo on the platform, the buyer's open refund request, and what needs a person's look
+    # because the platform changed something we could not apply (e.g. cancelled after
+    # shipment, address changed after packing). `platform_hash` fingerprints the last
+    # applied version, so an identical payload is recognised without a diff.
+    platform_memo = models.TextField(_("平台卖家备注"), blank=True)
+    refund_requested = models.BooleanField(_("平台退款申请中"), default=False)
+    platform_flags = models.JSONField(_("平台变更待处理"), default=list, blank=True)
+    platform_hash = models.CharField(_("平台版本指纹"), max_length=64, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("订单")
@@ -261,6 +273,9 @@ class OrderLine(models.Model):
     unit_price = models.DecimalField(_("单价"), max_digits=12, decimal_places=2, default=0)
     discount_amount = models.DecimalField(_("行优惠"), max_digits=12, decimal_places=2, default=0)
     is_gift = models.BooleanField(_("赠品"), default=False)
+    # The platform's own id of the line (Taobao oid, Shopify line_item id, PDD sku_id): a
+    # platform update is matched onto the stored lines by it.
+    platform_line_id = models.CharField(_("平台行 ID"), max_length=100, blank=True)
 
     class Meta:
         verbose_name = _("订单行")
@@ -298,6 +313,13 @@ class EventKind(models.TextChoices):
     RESERVATIONS_EXPIRED = "reservations_expired", _("备货预占过期")
     STOCK_CONFIRMED = "stock_confirmed", _("备货已确认")
     SKUS_RESOLVED = "skus_resolved", _("SKU 已重新匹配")
+    # Changes the platform sends (orders.ingest).
+    PLATFORM_UPDATED = "platform_updated", _("平台更新订单")
+    ADDRESS_CHANGED = "address_changed", _("收货地址已修改")
+    ADDRESS_CHANGE_REFUSED = "address_change_refused", _("平台改址未生效")
+    PLATFORM_CANCELLED = "platform_cancelled", _("平台已取消(已发货)")
+    REFUND_REQUESTED = "refund_requested", _("买家申请退款")
+    REFUND_CLOSED = "refund_closed", _("退款申请已关闭")
 
 
 # What the customer reads for each public kind: a fixed wording, plus only the safe data
@@ -314,6 +336,8 @@ PUBLIC_WORDING = {
     EventKind.COMPLETED: _("交易完成"),
     EventKind.CANCELLED: _("订单已取消"),
     EventKind.RETURNED: _("已退货退款"),
+    EventKind.ADDRESS_CHANGED: _("收货地址已更新"),
+    EventKind.REFUND_REQUESTED: _("退款申请已收到,正在处理"),
 }
 # The only event data a customer may see, and how it reads.
 PUBLIC_DATA = {"carrier": _("快递公司"), "tracking_number": _("运单号")}
@@ -393,3 +417,112 @@ class StaffProfile(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+# --- ingest (issue 14): customers across platforms ------------------------------------------
+class CustomerIdentity(models.Model):
+    """A stable platform identity of a customer, used when the phone is masked or encrypted:
+    the platform's buyer id (Taobao buyer_open_uid / nick, PDD open_address_id, Shopify
+    customer id …) or Taobao's OAID. One identity belongs to one customer."""
+
+    class Kind(models.TextChoices):
+        BUYER_ID = "buyer_id", _("平台买家 ID")
+        OAID = "oaid", _("淘宝 OAID")
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities", verbose_name=_("客户"))
+    platform = models.CharField(_("平台"), max_length=20, choices=Platform.choices)
+    kind = models.CharField(_("类型"), max_length=10, choices=Kind.choices)
+    value = models.CharField(_("标识"), max_length=200)
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("客户平台标识")
+        verbose_name_plural = pgettext_lazy("plural", "客户平台标识")
+        constraints = [models.UniqueConstraint(fields=["platform", "kind", "value"], name="uniq_customer_identity")]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.kind}"
+
+
+class CustomerMerge(models.Model):
+    """Two customer rows found to be one person: `merged`'s orders and identities moved to
+    `kept` (listed in `moved`, so a supervisor can undo it). The merged row stays."""
+
+    kept = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", verbose_name=_("保留客户"))
+    merged = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", verbose_name=_("被合并客户"))
+    reason = models.CharField(_("原因"), max_length=255)
+    moved = models.JSONField(_("迁移内容"), default=dict, blank=True,
+                             help_text=_("orders / identities 的 id,保留客户新增的标签,被合并客户原手机号"))
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+", verbose_name=_("操作人"))
+    actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
+    source = models.CharField(_("来源"), max_length=20, choices=Source.CHOICES, default=Source.SYSTEM)
+    merged_at = models.DateTimeField(_("合并时间"), default=timezone.now)
+    undone_at = models.DateTimeField(_("撤销时间"), null=True, blank=True)
+    undone_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="+", verbose_name=_("撤销人"))
+    undone_by_label = models.CharField(_("撤销人"), max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = _("客户合并记录")
+        verbose_name_plural = pgettext_lazy("plural", "客户合并记录")
+        ordering = ["-merged_at", "-id"]
+        permissions = [("undo_customermerge", _("可撤销客户合并"))]
+
+    def __str__(self) -> str:
+        return f"#{self.merged_id} → #{self.kept_id}"
+
+
+# --- sync (issue 14): per-shop sync state, apart from the Shop row ------------------------------
+class SyncStatus(models.TextChoices):
+    NEVER = "never", _("从未同步")
+    RUNNING = "running", _("同步中")
+    OK = "ok", _("正常")
+    PARTIAL = "partial", _("部分失败")  # the run finished; some payloads were refused (see last_error)
+    FAILED = "failed", _("失败")  # the run stopped (platform unreachable, rate limited, error envelope)
+
+
+class ShopSyncState(models.Model):
+    """Where one shop's order sync stands, written only by the sync (`orders.sync`).
+
+    Its own table, so saving a shop in the admin never rewinds a running sync. The cursor is
+    opaque (each adapter defines its own) and is stored only after a page's orders are
+    committed. The lease (`lease_owner`, `lease_expires_at`) is how one sync per shop runs at
+    a time across every cluster on every machine: taken by a conditional UPDATE, renewed per
+    page, released at the end; a killed worker's lease simply expires.
+    """
+
+    shop = models.OneToOneField(Shop, on_delete=models.CASCADE, related_name="sync_state", verbose_name=_("店铺"))
+    cursor = models.TextField(_("同步游标"), blank=True, help_text=_("平台适配器自定义的游标,每页入库后才前进"))
+    start_from = models.DateTimeField(_("首次同步起点"), null=True, blank=True,
+                                      help_text=_("游标为空时从这里开始(为空 = 当前时间减回溯时长)"))
+    status = models.CharField(_("状态"), max_length=10, choices=SyncStatus.choices, default=SyncStatus.NEVER)
+    last_started_at = models.DateTimeField(_("最近开始"), null=True, blank=True)
+    last_finished_at = models.DateTimeField(_("最近结束"), null=True, blank=True)
+    last_succeeded_at = models.DateTimeField(_("最近成功"), null=True, blank=True)
+    last_pages = models.PositiveIntegerField(_("页数"), default=0)
+    last_fetched = models.PositiveIntegerField(_("拉取"), default=0)
+    last_created = models.PositiveIntegerField(_("新建"), default=0)
+    last_updated = models.PositiveIntegerField(_("更新"), default=0)
+    last_unchanged = models.PositiveIntegerField(_("未变"), default=0)
+    last_failed = models.PositiveIntegerField(_("失败"), default=0)
+    newest_platform_updated_at = models.DateTimeField(_("最新平台更新时间"), null=True, blank=True)
+    lag_seconds = models.PositiveIntegerField(_("延迟(秒)"), null=True, blank=True,
+                                              help_text=_("最近一次同步结束时:当前时间 − 最新平台更新时间"))
+    last_error = models.TextField(_("最近错误"), blank=True)
+    consecutive_failures = models.PositiveIntegerField(_("连续失败次数"), default=0)
+    next_run_at = models.DateTimeField(_("下次同步"), null=True, blank=True, db_index=True)
+    lease_owner = models.CharField(_("租约持有者"), max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(_("租约到期"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("同步状态")
+        verbose_name_plural = pgettext_lazy("plural", "同步状态")
+        ordering = ["shop__code"]
+
+    def __str__(self) -> str:
+        return f"{self.shop} · {self.get_status_display()}"
+
+    def leased(self, now=None) -> bool:
+        now = now or timezone.now()
+        return bool(self.lease_expires_at and self.lease_expires_at > now)

@@ -28,6 +28,13 @@ SCHEDULES: list[dict] = [
         "schedule_type": Schedule.CRON,
         "cron": "30 2 * * *",  # nightly at 02:30 (TIME_ZONE)
     },
+    {
+        # Every minute: enqueue each enabled shop whose own sync interval has passed.
+        "name": "platform sync dispatcher",
+        "func": "orders.sync_tasks.dispatch_due_syncs",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
 ]
 
 def _spec(entry: dict) -> dict:
