@@ -39,7 +39,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.actors import Actor, Source
-from config.errors import DomainError, ErrorCode, InvalidInput
+from config.errors import DomainError, ErrorCode, InvalidInput, NotPermitted
 from inventory import services as inventory
 from inventory.models import Reservation
 from orders import customers, events, services
@@ -175,6 +175,8 @@ def _fresh(order: Order) -> Order:
 def upsert_order(*, shop: Shop, data: NormalizedOrder, actor: Actor, allocate: bool = True) -> UpsertResult:
     """Create or update the shop's order `data.platform_order_id` (see the module docstring).
     With `allocate`, a paid order is allocated right after (`ingest_payloads` batches that)."""
+    if not actor.can("orders.add_order"):
+        raise NotPermitted(f"{actor.label} 没有权限导入平台订单")
     if not data.platform_order_id:
         raise InvalidInput("缺少平台订单号")
     with transaction.atomic():

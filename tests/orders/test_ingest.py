@@ -310,3 +310,51 @@ def test_adapter_for_uses_shop_credentials():
     shop = ShopFactory(code="tb2", platform=Platform.TAOBAO, app_key="k", app_secret="s", access_token="t")
     adapter = adapter_for(shop)
     assert (adapter.credentials.app_key, adapter.credentials.app_secret, adapter.credentials.access_token) == ("k", "s", "t")
+
+
+def test_upsert_allocates_a_paid_order_by_default(tb_world):
+    shop, suzhou, _tj, sku = tb_world
+    data = adapter_for(shop).normalize(tb_trade())
+    result = upsert_order(shop=shop, data=data, actor=platform_actor(shop))
+    assert result.outcome == "created" and result.order.status == OrderStatus.ALLOCATED
+    assert active_reservations(result.order) == [("suzhou", sku.code, 1)]
+    again = upsert_order(shop=shop, data=adapter_for(shop).normalize(tb_trade()), actor=platform_actor(shop))
+    assert again.outcome == "unchanged" and pool(suzhou, sku) == (10, 1)
+
+
+@pytest.mark.parametrize("role", ["customer_service", "warehouse", "finance", "operations", "supervisor"])
+def test_people_do_not_upsert_platform_orders(tb_world, role):
+    from config.errors import NotPermitted
+    from config.actors import Actor
+    from tests.factories import staff
+
+    shop, *_ = tb_world
+    with pytest.raises(NotPermitted):
+        upsert_order(shop=shop, data=adapter_for(shop).normalize(tb_trade()), actor=Actor.of(staff(role), Source.ADMIN))
+    assert not Order.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_deliveries_of_one_new_order_at_once_store_it_once():
+    from tests.concurrency import run_together
+
+    shop = ShopFactory(code="tb-race", platform=Platform.TAOBAO)
+    wh = WarehouseFactory(code="race-wh")
+    sku = SkuFactory(code="TX324A0212")
+    stock(wh, sku, 10)
+    payload = tb_trade(receiver_mobile="", buyer_open_uid="race-uid")  # masked buyer: the identity races too
+
+    def deliver():
+        return ingest_payloads(shop=shop, payloads=[payload], actor=platform_actor(shop)).summary()
+
+    outcomes = run_together([deliver, deliver])
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    assert sorted(value for _k, value in outcomes) == [
+        "created=0 updated=0 unchanged=1 failed=0", "created=1 updated=0 unchanged=0 failed=0"]
+    order = Order.objects.get(shop=shop)
+    assert order.status == OrderStatus.ALLOCATED and pool(wh, sku) == (10, 1)
+    from orders.models import Customer, CustomerIdentity
+
+    assert CustomerIdentity.objects.filter(value="race-uid").count() == 1
+    assert Customer.objects.count() == 1 and order.customer.identities.get().value == "race-uid"
