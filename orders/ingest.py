@@ -315,10 +315,16 @@ def _update(order: Order, data: NormalizedOrder, actor: Actor) -> UpsertResult:
             changes.append("address")
         if plan.any:
             kept = plan.apply(order)
-            if kept:
-                _flag(order, FLAG_LINE_REMOVED_KEPT)
             events.platform_updated(order=order, actor=actor, fields=["商品行"], data=plan.summary(kept))
             changes.append("lines")
+            if kept:
+                # Stock moved for a line the platform dropped: its rows stay (the ledger points at
+                # them), and the order waits for a person instead of reserving for it again.
+                _flag(order, FLAG_LINE_REMOVED_KEPT)
+                order = _fresh(order)
+                if order.status in (S.PAID, S.ALLOCATED):
+                    order = services.order_hold(order=order, actor=actor, reason=HoldReason.MANUAL,
+                                                note=f"平台删除了商品行 {', '.join(kept)},请人工处理")
 
     order = _fresh(order)
     # 3. The customer, when we did not know them yet (e.g. a decrypted phone arrives).
