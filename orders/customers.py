@@ -28,6 +28,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from rapidfuzz import fuzz
 
@@ -83,12 +84,14 @@ def identity_keys(platform: str, data: NormalizedOrder) -> list[tuple[str, str, 
 
 
 def _known(keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], CustomerIdentity]:
-    found = {}
+    """The stored identities among `keys` (one query), in the order of `keys`."""
+    if not keys:
+        return {}
+    query = Q()
     for platform, kind, value in keys:
-        row = CustomerIdentity.objects.filter(platform=platform, kind=kind, value=value).select_related("customer").first()
-        if row is not None:
-            found[(platform, kind, value)] = row
-    return found
+        query |= Q(platform=platform, kind=kind, value=value)
+    rows = {(r.platform, r.kind, r.value): r for r in CustomerIdentity.objects.filter(query).select_related("customer")}
+    return {key: rows[key] for key in keys if key in rows}
 
 
 def _attach(customer: Customer, keys, known) -> None:
