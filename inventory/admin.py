@@ -27,17 +27,15 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from config.admin_tools import ReadOnlyAdminMixin, admin_actor
+from config.admin_tools import OutOfScopeIs404Mixin, PiiLookupGuardMixin, ReadOnlyAdminMixin, admin_actor
 from inventory import selectors, services
 from inventory.forms import RoutingRuleForm, StockOperationForm
 from inventory.models import Reservation, RoutingRule, Sku, SkuMapping, StockLevel, StockMove, Warehouse
 from config.errors import DomainError
-from orders import selectors as order_selectors
-from orders.admin import OutOfScopeIs404Mixin, PiiLookupGuardMixin
 
 
 def _actor_warehouses(request):
-    return order_selectors.warehouse_list(actor=admin_actor(request))
+    return selectors.warehouse_list(actor=admin_actor(request))
 
 
 @admin.register(Warehouse)
@@ -57,7 +55,7 @@ class SkuMappingInline(admin.TabularInline):
     extra = 0
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(shop__in=order_selectors.shop_list(actor=admin_actor(request)))
+        return selectors.scope_shops(super().get_queryset(request), actor=admin_actor(request), field="shop_id")
 
 
 class SkuStockInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -92,11 +90,11 @@ class SkuMappingAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
     autocomplete_fields = ("sku",)
 
     def get_queryset(self, request):
-        return super().get_queryset(request).filter(shop__in=order_selectors.shop_list(actor=admin_actor(request)))
+        return selectors.scope_shops(super().get_queryset(request), actor=admin_actor(request), field="shop_id")
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "shop":
-            kwargs["queryset"] = order_selectors.shop_list(actor=admin_actor(request))
+            kwargs["queryset"] = selectors.scope_shops(db_field.related_model.objects.all(), actor=admin_actor(request))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 

@@ -13,7 +13,21 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from config.actors import Actor
-from inventory.models import Reservation, StockLevel, StockMove
+from inventory.models import Reservation, StockLevel, StockMove, Warehouse
+
+
+def warehouse_list(*, actor: Actor) -> QuerySet[Warehouse]:
+    qs = Warehouse.objects.all()
+    if actor.scope.warehouse_ids is not None:
+        qs = qs.filter(pk__in=actor.scope.warehouse_ids)
+    return qs.order_by("priority", "id")
+
+
+def scope_shops(queryset: QuerySet, *, actor: Actor, field: str = "pk") -> QuerySet:
+    """Limit a queryset of shops (or of rows with a shop FK, `field="shop_id"`) to the actor's shops."""
+    if actor.scope.shop_ids is not None:
+        queryset = queryset.filter(**{f"{field}__in": actor.scope.shop_ids})
+    return queryset
 
 
 def scope_stock_levels(queryset: QuerySet[StockLevel], *, actor: Actor) -> QuerySet[StockLevel]:

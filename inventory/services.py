@@ -133,6 +133,14 @@ def stock_count(*, warehouse: Warehouse, sku: Sku, counted: int, actor: Actor, r
 
 
 # --- release, consume, confirm ------------------------------------------------------------
+# These take an order's reservations and are the inventory half of an order service: they
+# check no permission themselves and must run inside the calling order service's
+# transaction, which holds the order's row lock and has checked the actor (enforced).
+def _inside_order_service(name: str) -> None:
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError(f"{name} must run inside the order service's transaction")
+
+
 def _active_reservations(order: "Order", warehouse: Warehouse | None = None):
     qs = Reservation.objects.filter(order_line__order=order, status=Reservation.Status.ACTIVE)
     if warehouse is not None:
@@ -168,6 +176,7 @@ def _close(reservations: list[Reservation], *, order: "Order", actor: Actor, kin
 def release_order_reservations(*, order: "Order", actor: Actor, reason: str, at: datetime | None = None,
                                warehouse: Warehouse | None = None) -> list[Reservation]:
     """Give back every active reservation of the order (or of one warehouse)."""
+    _inside_order_service("release_order_reservations")
     reservations = list(_active_reservations(order, warehouse).select_for_update(of=("self",)).order_by("id"))
     return _close(reservations, order=order, actor=actor, kind=StockMove.Kind.RELEASE, reason=reason, at=at or timezone.now())
 
@@ -175,6 +184,7 @@ def release_order_reservations(*, order: "Order", actor: Actor, reason: str, at:
 def consume_order_reservations(*, order: "Order", actor: Actor, at: datetime | None = None,
                                warehouse: Warehouse | None = None) -> list[Reservation]:
     """Goods left the warehouse: on-hand and reserved both go down by what was reserved."""
+    _inside_order_service("consume_order_reservations")
     reservations = list(_active_reservations(order, warehouse).select_for_update(of=("self",)).order_by("id"))
     return _close(reservations, order=order, actor=actor, kind=StockMove.Kind.SHIP, reason="发货出库", at=at or timezone.now())
 
@@ -187,8 +197,7 @@ def confirm_order_reservations(*, order: "Order", actor: Actor, at: datetime | N
     Called only from an order service, which holds the order row lock and has checked
     the actor's permission. Packing passes `include_expired`: goods in hand back even a
     reservation whose time ran out before the expiry job reached it."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("confirm_order_reservations must run inside the order service's transaction")
+    _inside_order_service("confirm_order_reservations")
     at = at or timezone.now()
     window = {"expires_at__isnull": False} if include_expired else {"expires_at__gt": at}
     reservations = list(
@@ -204,8 +213,7 @@ def confirm_order_reservations(*, order: "Order", actor: Actor, at: datetime | N
 def release_expired_reservations(*, order: "Order", actor: Actor, at: datetime | None = None) -> list[Reservation]:
     """Give back only the order's lead-time reservations whose time ran out; stock reserved
     on hand (no expiry) stays reserved. Called only from an order service's transaction."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("release_expired_reservations must run inside the order service's transaction")
+    _inside_order_service("release_expired_reservations")
     at = at or timezone.now()
     reservations = list(
         _active_reservations(order).filter(expires_at__isnull=False, expires_at__lte=at)

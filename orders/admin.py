@@ -27,7 +27,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from config.admin_tools import ReadOnlyAdminMixin, admin_actor
+from config.admin_tools import OutOfScopeIs404Mixin, PiiLookupGuardMixin, ReadOnlyAdminMixin, admin_actor
 from inventory.models import Reservation
 from orders import selectors, services
 from config.errors import DomainError
@@ -63,31 +63,6 @@ def _pii(obj, value: str, kind: str) -> str:
     """`value` unmasked only when the row was loaded for a viewer holding orders.view_pii."""
     value = value or ""
     return value if getattr(obj, PII_FLAG, False) else MASKERS[kind](value)
-
-
-class OutOfScopeIs404Mixin:
-    """An object outside the person's scope (or that does not exist) is a 404 on every
-    object page — change, history, custom views — not the admin's redirect to the index,
-    so the answer never says whether the object exists."""
-
-    def get_object(self, request, object_id, from_field=None):
-        obj = super().get_object(request, object_id, from_field)
-        if obj is None:
-            raise Http404(gettext("对象不存在"))
-        return obj
-
-
-class PiiLookupGuardMixin:
-    """Staff without orders.view_pii may not filter by personal data through the URL
-    (`?receiver_phone__contains=`, `?customer__phone__startswith=`, `?raw__icontains=`…):
-    Django answers such a lookup with 400 (DisallowedModelAdminLookup), before any row is
-    read."""
-
-    def lookup_allowed(self, lookup, value, request=None):
-        if request is not None and not selectors.can_view_pii(admin_actor(request)):
-            if selectors.lookup_touches_pii(self.model, lookup):
-                return False
-        return super().lookup_allowed(lookup, value, request)
 
 
 def status_badge(order: Order) -> str:

@@ -59,6 +59,7 @@ class Shop(models.Model):
 
 
 class Customer(models.Model):
+    PII_FIELDS = frozenset({"name", "phone"})  # config.pii: masked, never searched by without orders.view_pii
     phone = models.CharField(_("手机号"), max_length=32, blank=True, db_index=True,
                              help_text=_("E.164 格式;平台虚拟号的分机写作 ;ext=1234"))
     name = models.CharField(_("姓名"), max_length=100, blank=True)
@@ -131,6 +132,7 @@ def new_order_number(*, zone: str | None = None, at=None) -> str:
 
 
 class Order(ConcurrentTransitionMixin, models.Model):
+    PII_FIELDS = frozenset({"receiver_name", "receiver_phone", "address", "raw"})  # see config.pii
     number = models.CharField(_("订单号"), max_length=32, unique=True, default=new_order_number, editable=False)
     shop = models.ForeignKey(Shop, on_delete=models.PROTECT, related_name="orders", verbose_name=_("店铺"))
     platform_order_id = models.CharField(_("平台订单号"), max_length=64)

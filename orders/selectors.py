@@ -17,6 +17,8 @@ from __future__ import annotations
 from django.db.models import Prefetch, Q, QuerySet
 
 from config.actors import Actor
+from config.pii import can_view_pii, lookup_touches_pii  # noqa: F401 - re-exported for the orders app
+from inventory.selectors import warehouse_list  # noqa: F401 - re-exported
 from config.errors import NotFound
 from inventory.models import Reservation, Warehouse
 from orders.masking import mask_address, mask_name, mask_phone
@@ -58,13 +60,6 @@ def shop_list(*, actor: Actor) -> QuerySet[Shop]:
     if actor.scope.shop_ids is not None:
         qs = qs.filter(pk__in=actor.scope.shop_ids)
     return qs
-
-
-def warehouse_list(*, actor: Actor) -> QuerySet[Warehouse]:
-    qs = Warehouse.objects.all()
-    if actor.scope.warehouse_ids is not None:
-        qs = qs.filter(pk__in=actor.scope.warehouse_ids)
-    return qs.order_by("priority", "id")
 
 
 def customer_list(*, actor: Actor) -> QuerySet[Customer]:
@@ -130,10 +125,6 @@ def order_after_action(*, pk: int) -> Order:
 # --- personal data --------------------------------------------------------------------------
 # Fields that hold personal data, per model. `raw` is the platform payload: it holds all of
 # it. A role that sees these masked may not search, filter, sort or export by them.
-PII_FIELDS: dict[type, frozenset[str]] = {
-    Order: frozenset({"receiver_name", "receiver_phone", "address", "raw"}),
-    Customer: frozenset({"name", "phone"}),
-}
 # Order fields as an export or a list would name them (order → customer too).
 ORDER_PII_PATHS = frozenset({"receiver_name", "receiver_phone", "address", "raw", "customer__name", "customer__phone"})
 # API query parameters that would filter orders by personal data.
@@ -141,35 +132,11 @@ PII_QUERY_PARAMS = frozenset({"phone", "name", "address", "receiver_name", "rece
                               "customer_name", "customer_phone"})
 
 
-def can_view_pii(actor: Actor) -> bool:
-    return actor.can("orders.view_pii")
-
-
 def pii_fields_for(actor: Actor) -> frozenset[str]:
     """The order field paths this actor must get masked and may not search, filter, sort or
     export by (empty when the actor may see personal data). Exports: leave these columns
     out or write them through `masked`."""
     return frozenset() if can_view_pii(actor) else ORDER_PII_PATHS
-
-
-def lookup_touches_pii(model: type, lookup: str) -> bool:
-    """Whether a Django lookup path (`customer__phone__startswith`, `raw__buyer__icontains`,
-    `orders__receiver_phone`…) reads a personal-data field anywhere along its way."""
-    from django.core.exceptions import FieldDoesNotExist
-
-    for part in lookup.split("__"):
-        if part in ("pk",):
-            return False
-        try:
-            field = model._meta.get_field(part)
-        except FieldDoesNotExist:
-            return False  # a transform or a lookup: the path ended on a non-PII field
-        if field.name in PII_FIELDS.get(model, ()):
-            return True
-        if not field.is_relation or field.related_model is None:
-            return False
-        model = field.related_model
-    return False
 
 
 def masked(value: str, kind: str, *, actor: Actor) -> str:

@@ -24,7 +24,7 @@ def test_setup_roles_prints_each_role_and_creates_its_group(capsys):
     for role, spec in roles.ROLES.items():
         assert f"role {spec['name']} ({role})" in printed
         group = Group.objects.get(name=roles.group_name(role))
-        assert group.permissions.count() == len(spec["perms"])
+        assert group.permissions.count() == len(roles.role_permissions(role))
     assert "5 roles in sync" in printed
 
 
@@ -73,3 +73,18 @@ def test_setup_schedules_puts_back_a_changed_schedule():
     expiry = Schedule.objects.get(name="reservation expiry")
     assert (expiry.minutes, expiry.func) == (10, "orders.tasks.expire_lead_time_reservations")
     assert Schedule.objects.count() == 3
+
+
+def test_the_supervisor_holds_every_order_action_listed_by_hand():
+    """Written out by hand: a new action in orders.transitions reaches the supervisor without
+    an edit in config/roles.py, and nothing else slips in."""
+    from django.contrib.auth.models import Group
+
+    call_command("setup_roles", stdout=StringIO())
+    held = {f"{p.content_type.app_label}.{p.codename}"
+            for p in Group.objects.get(name=roles.group_name("supervisor")).permissions.select_related("content_type")}
+    for perm in ["orders.pay_order", "orders.allocate_order", "orders.hold_order", "orders.release_order",
+                 "orders.pack_order", "orders.ship_order", "orders.deliver_order", "orders.complete_order",
+                 "orders.cancel_order", "orders.return_order", "inventory.confirm_reservation"]:
+        assert perm in held
+    assert not any(p.startswith("*") for p in roles.role_permissions("supervisor"))
