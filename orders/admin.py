@@ -562,3 +562,4 @@ class UserAdmin(auth_admin.UserAdmin):
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
 
 from orders import admin_sync  # noqa: E402,F401  (sync health list, "sync now" on shops)
+from orders import admin_ingest  # noqa: E402,F401 — customer merges (issue 14, ingest)

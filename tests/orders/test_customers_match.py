@@ -194,3 +194,28 @@ def test_upsert_without_any_buyer_data_has_no_customer(shops):
     tb, _pdd = shops
     result = upsert_order(shop=tb, data=NormalizedOrder(platform_order_id="Z1"), actor=platform_actor(tb))
     assert result.outcome == "created" and result.order.customer is None
+
+
+# --- the admin: supervisors only ---------------------------------------------------------------------
+@pytest.mark.parametrize("role", ["customer_service", "warehouse", "finance", "operations"])
+def test_merge_admin_is_403_for_everyone_but_supervisors(shops, client, role):
+    merged_world(shops)
+    merge = CustomerMerge.objects.get()
+    before = snapshot()
+    client.force_login(staff(role))
+    assert client.get("/admin/orders/customermerge/").status_code == 403
+    response = client.post("/admin/orders/customermerge/", {"action": "undo_merge", "_selected_action": [merge.pk]})
+    assert response.status_code == 403
+    assert snapshot() == before
+
+
+def test_supervisor_undoes_a_merge_in_the_admin(shops, client):
+    tb, _pdd, masked, _phone_customer = merged_world(shops)
+    merge = CustomerMerge.objects.get()
+    client.force_login(staff("supervisor"))
+    assert client.get("/admin/orders/customermerge/").status_code == 200
+    response = client.post("/admin/orders/customermerge/", {"action": "undo_merge", "_selected_action": [merge.pk]})
+    assert response.status_code == 302
+    merge.refresh_from_db()
+    assert merge.undone_at is not None and merge.undone_by_label == "supervisor"
+    assert customer_of(tb, "6001") == masked

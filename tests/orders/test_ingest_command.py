@@ -17,8 +17,17 @@ from tests.orders.platforms.shared import fixture_path, load
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _keep_test_connection(monkeypatch):
+    # run_from_argv closes every connection when it ends: that would end the test's transaction.
+    from django.db import connections
+
+    monkeypatch.setattr(connections, "close_all", lambda: None)
+
+
 def run(*argv) -> tuple[int, str, str]:
-    """The command as from the shell: (exit code, stdout, stderr)."""
+    """The command as from the shell (argument parsing, CommandError → one line on stderr and
+    the exit code): (exit code, stdout, stderr)."""
     try:
         execute_from_command_line(["manage.py", "ingest", *argv])
     except SystemExit as exc:
