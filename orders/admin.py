@@ -585,3 +585,5 @@ if admin.site.is_registered(User):
 @admin.register(User)
 class UserAdmin(auth_admin.UserAdmin):
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
+
+from orders import admin_stockpush  # noqa: E402,F401  stock back to channels (issue 14)

@@ -28,6 +28,12 @@ SCHEDULES: list[dict] = [
         "schedule_type": Schedule.CRON,
         "cron": "30 2 * * *",  # nightly at 02:30 (TIME_ZONE)
     },
+    {
+        "name": "stock push to channels",
+        "func": "orders.stock_push_tasks.push_stock_to_channels",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
 ]
 
 def _spec(entry: dict) -> dict:
