@@ -30,6 +30,7 @@ replace it once it lands. Adapters build the signed request (`build_stock_push`)
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -133,7 +134,9 @@ def adapter_for(shop: Shop) -> Any | None:
 def base_url_for(shop: Shop, adapter: Any) -> str:
     """``settings.PLATFORM_BASE_URLS[platform]`` (a test server, a sandbox gateway) or the adapter's."""
     overrides = getattr(settings, "PLATFORM_BASE_URLS", None) or {}
-    return overrides.get(shop.platform) or adapter.base_url
+    credentials = getattr(adapter, "credentials", None)
+    own = (getattr(credentials, "extra", None) or {}).get("base_url", "")  # our mini-program's server
+    return overrides.get(shop.platform) or own or adapter.base_url
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,10 @@ def send_request(client: httpx.Client, adapter: Any, request: PlatformRequest, *
     kwargs: dict[str, Any] = {"params": dict(request.params or {}), "headers": dict(request.headers or {})}
     if request.body_format == "form":
         kwargs["data"] = request.body or {}
-    elif request.body_format == "json":
-        kwargs["json"] = request.body
+    elif request.body_format == "json":  # the bytes the adapter signed: sorted keys, compact
+        kwargs["content"] = json.dumps(request.body, sort_keys=True, separators=(",", ":"),
+                                       ensure_ascii=False).encode("utf-8")
+        kwargs["headers"].setdefault("Content-Type", "application/json")
     try:
         response = client.request(request.method, base_url.rstrip("/") + request.path, **kwargs)
     except httpx.HTTPError as exc:
