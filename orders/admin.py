@@ -136,14 +136,14 @@ class ShopAdminForm(forms.ModelForm):
 @admin.register(Shop)
 class ShopAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
     form = ShopAdminForm
-    list_display = ("code", "name", "platform", "currency", "ship_within_hours", "sync_enabled", "sync_cursor", "is_active")
+    list_display = ("code", "name", "platform", "currency", "ship_within_hours", "sync_enabled", "is_active")
     list_filter = ("platform", "sync_enabled", "is_active")
     search_fields = ("code", "name")
-    readonly_fields = ("sync_cursor", "created_at")
+    readonly_fields = ("created_at",)
     fieldsets = (
         (None, {"fields": ("platform", "code", "name", "is_active")}),
         (_("履约与同步"), {"fields": ("currency", "time_zone", "ship_within_hours", "sync_enabled",
-                                   "sync_interval_minutes", "sync_cursor", "created_at")}),
+                                   "sync_interval_minutes", "api_base_url", "created_at")}),
         (_("接口凭据"), {"classes": ("collapse",), "fields": ("app_key", *SECRET_FIELDS)}),
     )
 
@@ -586,4 +586,5 @@ if admin.site.is_registered(User):
 class UserAdmin(auth_admin.UserAdmin):
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
 
+from orders import admin_sync  # noqa: E402,F401  (sync health list, "sync now" on shops)
 from orders import admin_stockpush  # noqa: E402,F401  stock back to channels (issue 14)

@@ -8,6 +8,7 @@ import pgtrigger
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -45,7 +46,9 @@ class Shop(models.Model):
     currency = models.CharField(_("币种"), max_length=3, default="CNY")
     sync_enabled = models.BooleanField(_("启用同步"), default=False)
     sync_interval_minutes = models.PositiveIntegerField(_("同步间隔(分钟)"), default=5)
-    sync_cursor = models.DateTimeField(_("同步游标"), null=True, blank=True)
+    api_base_url = models.CharField(_("接口地址"), max_length=300, blank=True,
+                                    validators=[URLValidator(schemes=["http", "https"])],
+                                    help_text=_("留空 = 平台正式网关;测试与沙箱可指向 http://127.0.0.1:…"))
     is_active = models.BooleanField(_("启用"), default=True)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
@@ -392,6 +395,60 @@ class StaffProfile(models.Model):
     def __str__(self) -> str:
         return str(self.user)
 
+
+# --- sync (issue 14): per-shop sync state, apart from the Shop row ------------------------------
+class SyncStatus(models.TextChoices):
+    NEVER = "never", _("从未同步")
+    RUNNING = "running", _("同步中")
+    OK = "ok", _("正常")
+    PARTIAL = "partial", _("部分失败")  # the run finished; some payloads were refused (see last_error)
+    FAILED = "failed", _("失败")  # the run stopped (platform unreachable, rate limited, error envelope)
+
+
+class ShopSyncState(models.Model):
+    """Where one shop's order sync stands, written only by the sync (`orders.sync`).
+
+    Its own table, so saving a shop in the admin never rewinds a running sync. The cursor is
+    opaque (each adapter defines its own) and is stored only after a page's orders are
+    committed. The lease (`lease_owner`, `lease_expires_at`) is how one sync per shop runs at
+    a time across every cluster on every machine: taken by a conditional UPDATE, renewed per
+    page, released at the end; a killed worker's lease simply expires.
+    """
+
+    shop = models.OneToOneField(Shop, on_delete=models.CASCADE, related_name="sync_state", verbose_name=_("店铺"))
+    cursor = models.TextField(_("同步游标"), blank=True, help_text=_("平台适配器自定义的游标,每页入库后才前进"))
+    start_from = models.DateTimeField(_("首次同步起点"), null=True, blank=True,
+                                      help_text=_("游标为空时从这里开始(为空 = 当前时间减回溯时长)"))
+    status = models.CharField(_("状态"), max_length=10, choices=SyncStatus.choices, default=SyncStatus.NEVER)
+    last_started_at = models.DateTimeField(_("最近开始"), null=True, blank=True)
+    last_finished_at = models.DateTimeField(_("最近结束"), null=True, blank=True)
+    last_succeeded_at = models.DateTimeField(_("最近成功"), null=True, blank=True)
+    last_pages = models.PositiveIntegerField(_("页数"), default=0)
+    last_fetched = models.PositiveIntegerField(_("拉取"), default=0)
+    last_created = models.PositiveIntegerField(_("新建"), default=0)
+    last_updated = models.PositiveIntegerField(_("更新"), default=0)
+    last_unchanged = models.PositiveIntegerField(_("未变"), default=0)
+    last_failed = models.PositiveIntegerField(_("失败"), default=0)
+    newest_platform_updated_at = models.DateTimeField(_("最新平台更新时间"), null=True, blank=True)
+    lag_seconds = models.PositiveIntegerField(_("延迟(秒)"), null=True, blank=True,
+                                              help_text=_("最近一次同步结束时:当前时间 − 最新平台更新时间"))
+    last_error = models.TextField(_("最近错误"), blank=True)
+    consecutive_failures = models.PositiveIntegerField(_("连续失败次数"), default=0)
+    next_run_at = models.DateTimeField(_("下次同步"), null=True, blank=True, db_index=True)
+    lease_owner = models.CharField(_("租约持有者"), max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(_("租约到期"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("同步状态")
+        verbose_name_plural = pgettext_lazy("plural", "同步状态")
+        ordering = ["shop__code"]
+
+    def __str__(self) -> str:
+        return f"{self.shop} · {self.get_status_display()}"
+
+    def leased(self, now=None) -> bool:
+        now = now or timezone.now()
+        return bool(self.lease_expires_at and self.lease_expires_at > now)
 
 # --- stockpush (issue 14): stock back to channels ------------------------------------------------
 # Written only by `orders.stock_push`. Stock moves are found by `StockLevel.updated_at` (every

@@ -24,13 +24,17 @@ exists, else derives it from the shop's currency (CNY → CN, USD → US …; un
 Strict routing rules are not applied: the channel sees what the country's serving
 warehouses hold together, which is what allocation can draw from for that shop's orders.
 
-HTTP: `send_request` (httpx, timeouts) is the one swap point; the sync helper's client can
-replace it once it lands. Adapters build the signed request (`build_stock_push`).
+HTTP: the sync's `orders.platforms.client.PlatformClient` (httpx under timeouts, 2^n back-off,
+Retry-After), with at most two tries per run — the next run is a minute away. The adapter
+builds (and re-signs per try) the request (`build_stock_push`); `send_request` decides
+success: a 2xx answer without the platform's error envelope. Only shops we can reach are
+pushed (`pushable`): an HTTP(S) address and credentials, or the shop's own `api_base_url`, or
+an in-process platform. Three failures in a row for one shop end that shop's turn in this run;
+its other listings stay pending for the next run.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -41,10 +45,10 @@ from importlib import import_module
 from typing import Any, Callable, Iterable
 
 import httpx
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from config.actors import Actor
 from config.errors import NotPermitted
@@ -52,6 +56,7 @@ from inventory.models import Sku, SkuMapping, StockLevel
 from inventory.selectors import channel_available
 from orders.models import Shop, StockAlert, StockPush, StockPushCursor, StockPushDirty, StockPushState
 from orders.platforms.base import PlatformError
+from orders.platforms.client import PlatformCallFailed, PlatformClient, RetryableHTTP, local_transport
 from orders.platforms.interface import Credentials, PlatformRequest
 
 logger = logging.getLogger("orderhub.stock_push")
@@ -132,11 +137,24 @@ def adapter_for(shop: Shop) -> Any | None:
 
 
 def base_url_for(shop: Shop, adapter: Any) -> str:
-    """``settings.PLATFORM_BASE_URLS[platform]`` (a test server, a sandbox gateway) or the adapter's."""
-    overrides = getattr(settings, "PLATFORM_BASE_URLS", None) or {}
+    """Where this shop's pushes go: ``Shop.api_base_url`` (a sandbox gateway, a fake server on
+    127.0.0.1 in tests), else our mini-program's own server (``Credentials.extra["base_url"]``),
+    else the adapter's production gateway."""
     credentials = getattr(adapter, "credentials", None)
-    own = (getattr(credentials, "extra", None) or {}).get("base_url", "")  # our mini-program's server
-    return overrides.get(shop.platform) or own or adapter.base_url
+    own = (getattr(credentials, "extra", None) or {}).get("base_url", "")
+    return (getattr(shop, "api_base_url", "") or own or getattr(adapter, "base_url", "") or "").rstrip("/")
+
+
+def pushable(shop: Shop, adapter: Any) -> bool:
+    """Only shops we can really reach: an HTTP(S) address, or an in-process platform (the
+    sandbox's local transport); and credentials unless the shop names its own address — a
+    demo shop without credentials never sends anything to a production gateway."""
+    if TRANSPORT is not None or local_transport(adapter) is not None:
+        return True
+    base = base_url_for(shop, adapter)
+    if not base.startswith(("http://", "https://")):
+        return False
+    return bool(getattr(shop, "api_base_url", "") or shop.app_key or shop.access_token)
 
 
 @dataclass(frozen=True)
@@ -147,44 +165,48 @@ class Outcome:
 
 
 TRANSPORT: httpx.BaseTransport | None = None  # tests may capture requests with httpx.MockTransport
+PUSH_ATTEMPTS = 2  # one quick retry inside a run; the next run (a minute later) retries again
+MAX_RETRY_AFTER = 5.0  # a longer Retry-After: give up now, the next run retries
+SLEEP: Callable[[float], None] = time.sleep
 
 
-def make_client() -> httpx.Client:
-    return httpx.Client(timeout=TIMEOUT, transport=TRANSPORT, follow_redirects=False)
+def make_client(shop: Shop, adapter: Any) -> PlatformClient:
+    """The sync's platform client (httpx, timeouts, 2^n back-off, Retry-After), kept short."""
+    return PlatformClient(adapter, base_url=base_url_for(shop, adapter), timeout=TIMEOUT, sleep=SLEEP,
+                          max_attempts=PUSH_ATTEMPTS, max_retry_after=MAX_RETRY_AFTER, transport=TRANSPORT)
 
 
-def send_request(client: httpx.Client, adapter: Any, request: PlatformRequest, *, base_url: str) -> Outcome:
-    """Send one stock push; success = a 2xx answer without the platform's error envelope."""
-    kwargs: dict[str, Any] = {"params": dict(request.params or {}), "headers": dict(request.headers or {})}
-    if request.body_format == "form":
-        kwargs["data"] = request.body or {}
-    elif request.body_format == "json":  # the bytes the adapter signed: sorted keys, compact
-        kwargs["content"] = json.dumps(request.body, sort_keys=True, separators=(",", ":"),
-                                       ensure_ascii=False).encode("utf-8")
-        kwargs["headers"].setdefault("Content-Type", "application/json")
-    try:
-        response = client.request(request.method, base_url.rstrip("/") + request.path, **kwargs)
-    except httpx.HTTPError as exc:
-        return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:1000])
-    if not 200 <= response.status_code < 300:
-        return Outcome(False, response.status_code, f"HTTP {response.status_code}: {response.text[:500]}")
-    try:
-        body = response.json() if response.content else {}
-    except ValueError:
-        body = {}
-    if isinstance(body, dict):
-        check = getattr(adapter, "raise_for_error", None)
+def send_request(client: PlatformClient, adapter: Any, build: Callable[[], PlatformRequest]) -> Outcome:
+    """Send one stock push (re-signed on each try). Success = a 2xx answer without the
+    platform's error envelope (the adapter's ``raise_for_error`` where it has one)."""
+    seen: dict[str, int | None] = {"status": None}
+
+    def attempt() -> int:
         try:
+            response = client.send_once(build())
+        except RetryableHTTP as exc:
+            seen["status"] = exc.status
+            raise
+        seen["status"] = response.status
+        if not 200 <= response.status < 300:
+            raise PlatformError(client.platform, f"http_{response.status}", response.text[:500])
+        body = response.body
+        if isinstance(body, dict):
+            check = getattr(adapter, "raise_for_error", None)
             if callable(check):
-                check(body)
+                check(body)  # raises PlatformError (retryable where the platform says so)
             elif isinstance(body.get("error"), dict) or body.get("errors"):
-                return Outcome(False, response.status_code, str(body.get("error") or body.get("errors"))[:1000])
-        except PlatformError as exc:
-            return Outcome(False, response.status_code, str(exc)[:1000])
-    return Outcome(True, response.status_code)
+                raise PlatformError(client.platform, "error", str(body.get("error") or body.get("errors"))[:500])
+        return response.status
+
+    try:
+        return Outcome(True, client.call(attempt))
+    except PlatformCallFailed as exc:
+        return Outcome(False, seen["status"], exc.message[:1000])
 
 
-SEND: Callable[..., Outcome] = send_request  # the swap point (sync's client, a test double)
+SEND: Callable[..., Outcome] = send_request  # the swap point (a test double)
+BREAKER = 3  # consecutive failed listings of one shop in one run: leave the rest for the next run
 
 
 # --- one pass over some listings -----------------------------------------------------------------
@@ -194,7 +216,8 @@ class PushReport:
     pushed: int = 0  # successful pushes
     failed: int = 0
     unchanged: int = 0  # figure equal to the last successful push: no call
-    no_adapter: int = 0
+    no_adapter: int = 0  # listings of shops without an adapter, an address or credentials
+    deferred: int = 0  # left pending: their shop's platform kept failing this run
     alerts_opened: int = 0
     alerts_resolved: int = 0
     full_pass: bool = False
@@ -276,13 +299,15 @@ def _push(*, actor: Actor, now: datetime, sku_ids: Iterable[int] | None = None, 
     adapters: dict[int, Any] = {}
     for m in mappings:
         if m.shop_id not in adapters:
-            adapters[m.shop_id] = adapter_for(m.shop)
+            adapter = adapter_for(m.shop)
+            adapters[m.shop_id] = adapter if adapter is not None and pushable(m.shop, adapter) else None
     report.no_adapter = sum(1 for m in mappings if adapters[m.shop_id] is None)
     mappings = [m for m in mappings if adapters[m.shop_id] is not None]
     if not mappings:
         return report
 
-    available = channel_available(sku_ids={m.sku_id for m in mappings})
+    full = sku_ids is None and wanted is None
+    available = channel_available(sku_ids=None if full else {m.sku_id for m in mappings})
     skus = {m.sku_id: m.sku for m in mappings}
     figures: dict[tuple[str, int], Figure] = {}
     for m in mappings:
@@ -291,10 +316,14 @@ def _push(*, actor: Actor, now: datetime, sku_ids: Iterable[int] | None = None, 
             figures[key] = figure_for(m.sku, available.get(key, 0))
     _alerts(figures, skus, now, report)
 
-    states = {(s.shop_id, s.platform_sku_id): s for s in StockPushState.objects.filter(
-        shop_id__in={m.shop_id for m in mappings}, platform_sku_id__in={m.platform_sku_id for m in mappings})}
+    state_qs = StockPushState.objects.filter(shop_id__in={m.shop_id for m in mappings})
+    if not full:
+        state_qs = state_qs.filter(platform_sku_id__in={m.platform_sku_id for m in mappings})
+    states = {(s.shop_id, s.platform_sku_id): s for s in state_qs}
+    clients: dict[int, PlatformClient] = {}
+    failing: dict[int, int] = {}  # shop id → consecutive failures this run
     started = time.monotonic()
-    with make_client() as client:
+    try:
         for m in mappings:
             report.listings += 1
             fig = figures[(shop_country(m.shop), m.sku_id)]
@@ -308,11 +337,17 @@ def _push(*, actor: Actor, now: datetime, sku_ids: Iterable[int] | None = None, 
             if budget is not None and time.monotonic() - started > budget:
                 report.truncated = True
                 break
+            if failing.get(m.shop_id, 0) >= BREAKER:  # the shop's platform is down: do not hammer it
+                _defer(m, reason=gettext_noop("平台连续失败,本轮跳过,下轮重试"))
+                report.deferred += 1
+                continue
             adapter = adapters[m.shop_id]
             t0 = time.monotonic()
             try:
-                request = adapter.build_stock_push(m.platform_sku_id, fig.quantity, item_id=m.platform_item_id)
-                outcome = SEND(client, adapter, request, base_url=base_url_for(m.shop, adapter))
+                if m.shop_id not in clients:
+                    clients[m.shop_id] = make_client(m.shop, adapter)
+                outcome = SEND(clients[m.shop_id], adapter, lambda m=m, q=fig.quantity: adapter.build_stock_push(
+                    m.platform_sku_id, q, item_id=m.platform_item_id))
             except Exception as exc:  # one listing's bad credentials or data never stops the others
                 logger.exception("stock push to %s:%s failed", m.shop.code, m.platform_sku_id)
                 outcome = Outcome(False, None, f"{type(exc).__name__}: {exc}"[:1000])
@@ -320,9 +355,20 @@ def _push(*, actor: Actor, now: datetime, sku_ids: Iterable[int] | None = None, 
                     duration_ms=int((time.monotonic() - t0) * 1000), now=now)
             if outcome.ok:
                 report.pushed += 1
+                failing[m.shop_id] = 0
             else:
                 report.failed += 1
+                failing[m.shop_id] = failing.get(m.shop_id, 0) + 1
+    finally:
+        for client in clients.values():
+            client.close()
     return report
+
+
+def _defer(m: SkuMapping, *, reason: str) -> None:
+    """Not attempted this run: keep it pending so the next run tries it (no log row: no call)."""
+    StockPushState.objects.update_or_create(shop_id=m.shop_id, platform_sku_id=m.platform_sku_id,
+                                            defaults={"sku_id": m.sku_id, "pending": True, "last_error": reason})
 
 
 # --- the job -----------------------------------------------------------------------------------------

@@ -42,10 +42,17 @@ def httpserver_listen_address():
 
 
 @pytest.fixture
-def channel(httpserver, settings):
-    """The fake platform server; the mini-program (our JSON API) shops push to it."""
-    settings.PLATFORM_BASE_URLS = {"miniapp": httpserver.url_for("/").rstrip("/")}
+def channel(httpserver, monkeypatch):
+    """The fake platform server; shops point at it through `Shop.api_base_url`."""
+    monkeypatch.setattr(stock_push, "SLEEP", lambda seconds: None)  # back-off without waiting
     return httpserver
+
+
+def mini(httpserver, code: str, **extra):
+    """A mini-program shop (our JSON API) whose pushes go to the fake server."""
+    extra.setdefault("app_key", f"{code}-key")
+    extra.setdefault("app_secret", f"{code}-secret")
+    return ShopFactory(code=code, platform=Platform.MINIAPP, api_base_url=httpserver.url_for("/").rstrip("/"), **extra)
 
 
 def accept_stock_puts(httpserver, answer=None):
@@ -72,8 +79,8 @@ def age_pools():
 
 
 @pytest.fixture
-def shop():
-    return ShopFactory(code="mini", platform=Platform.MINIAPP, app_key="mini-key", app_secret="mini-secret")
+def shop(channel):
+    return mini(channel, "mini")
 
 
 @pytest.fixture
@@ -180,7 +187,7 @@ def test_an_unchanged_figure_is_not_pushed_again(channel, shop, cn):
 
 
 def test_a_failed_push_is_retried_on_the_next_run(channel, shop, cn):
-    answers = iter([Response("gateway down", 503)])
+    answers = iter([Response("gateway down", 503), Response("gateway down", 503)])  # both tries of a run
 
     def flaky(request):
         return next(answers, None) or Response(json.dumps({"ok": True}), 200, content_type="application/json")
@@ -214,14 +221,15 @@ def test_a_failed_push_is_retried_on_the_next_run(channel, shop, cn):
     assert pushes(channel) == []
 
 
-def test_a_platform_error_envelope_is_a_failure_and_the_item_id_is_sent(httpserver, settings, cn):
-    settings.PLATFORM_BASE_URLS = {"taobao": httpserver.url_for("/").rstrip("/")}
+def test_a_platform_error_envelope_is_a_failure_and_the_item_id_is_sent(channel, cn):
+    httpserver = channel
     httpserver.expect_oneshot_request("/router/rest", method="POST").respond_with_json(
         {"error_response": {"code": 15, "msg": "Remote service error", "sub_code": "isv.item-not-exist",
                             "sub_msg": "商品不存在"}})
     httpserver.expect_request("/router/rest", method="POST").respond_with_json(
         {"item_quantity_update_response": {"item": {"num_iid": 5550001}}})
-    tmall = ShopFactory(code="tmall", platform=Platform.TAOBAO, app_key="k", app_secret="s", access_token="t")
+    tmall = ShopFactory(code="tmall", platform=Platform.TAOBAO, app_key="k", app_secret="s", access_token="t",
+                        api_base_url=httpserver.url_for("/").rstrip("/"))
     sku = SkuFactory(code="KNIFE")
     SkuMappingFactory(shop=tmall, sku=sku, platform_sku_id="4455667788", platform_item_id="5550001")
     stock(cn, sku, 9)
@@ -263,8 +271,7 @@ def test_only_mapped_skus_are_pushed_and_each_shop_gets_its_own_mapping_ids(chan
         return Response("{}", 200, content_type="application/json")
 
     accept_stock_puts(channel, answer)
-    a = ShopFactory(code="mini-a", platform=Platform.MINIAPP, app_key="key-a", app_secret="sa")
-    b = ShopFactory(code="mini-b", platform=Platform.MINIAPP, app_key="key-b", app_secret="sb")
+    a, b = mini(channel, "mini-a", app_key="key-a"), mini(channel, "mini-b", app_key="key-b")
     shared, only_b, unmapped = SkuFactory(code="SHARED"), SkuFactory(code="ONLY-B"), SkuFactory(code="LOOSE")
     SkuMappingFactory(shop=a, sku=shared, platform_sku_id="A-1")
     SkuMappingFactory(shop=b, sku=shared, platform_sku_id="B-1")
@@ -280,7 +287,7 @@ def test_only_mapped_skus_are_pushed_and_each_shop_gets_its_own_mapping_ids(chan
 
 def test_warehouses_that_cannot_serve_the_shop_are_not_counted(channel, shop, cn):
     accept_stock_puts(channel)
-    us_shop = ShopFactory(code="mini-us", platform=Platform.MINIAPP, currency="USD", app_key="us", app_secret="us")
+    us_shop = mini(channel, "mini-us", currency="USD")
     sku = SkuFactory(code="TOWEL")
     SkuMappingFactory(shop=shop, sku=sku, platform_sku_id="CN-TOWEL")
     SkuMappingFactory(shop=us_shop, sku=sku, platform_sku_id="US-TOWEL")
@@ -387,3 +394,50 @@ def test_admin_push_now_action(channel, shop, cn, role, allowed):
 
     assert response.status_code in (200, 302)
     assert pushes(channel) == ([("M-JAR", 8)] if allowed else [])
+
+
+def test_a_shop_we_cannot_reach_is_never_called(channel, cn):
+    """A demo Taobao shop without credentials or address: nothing goes to the real gateway."""
+    accept_stock_puts(channel)
+    bare = ShopFactory(code="tmall-demo", platform=Platform.TAOBAO)
+    distributor = ShopFactory(code="dist", platform=Platform.DISTRIBUTOR, api_base_url=channel.url_for("/"))
+    sku = SkuFactory(code="BARE")
+    SkuMappingFactory(shop=bare, sku=sku, platform_sku_id="T-BARE")
+    SkuMappingFactory(shop=distributor, sku=sku, platform_sku_id="D-BARE")
+    stock(cn, sku, 5)
+
+    report = run()
+
+    assert (report.no_adapter, report.pushed, report.failed) == (2, 0, 0)
+    assert len(channel.log) == 0
+    assert not StockPush.objects.exists()
+
+
+def test_a_platform_that_keeps_failing_is_left_alone_for_the_rest_of_the_run(channel, shop, cn):
+    down = [True]
+
+    def answer(request):
+        if down[0]:
+            return Response("maintenance", 500)
+        return Response("{}", 200, content_type="application/json")
+
+    accept_stock_puts(channel, answer)
+    for n in range(5):
+        sku = SkuFactory(code=f"DOWN-{n}")
+        SkuMappingFactory(shop=shop, sku=sku, platform_sku_id=f"M-DOWN-{n}")
+        stock(cn, sku, 10 + n)
+
+    first = run()
+
+    assert (first.failed, first.deferred, first.pushed) == (3, 2, 0)
+    assert StockPush.objects.count() == 3  # a log row per call made, none for the deferred
+    assert StockPushState.objects.filter(shop=shop, pending=True).count() == 5
+
+    down[0] = False
+    age_pools()
+    channel.clear_log()
+    second = run()
+
+    assert sorted(pushes(channel)) == [(f"M-DOWN-{n}", 10 + n) for n in range(5)]
+    assert (second.pushed, second.failed) == (5, 0)
+    assert not StockPushState.objects.filter(pending=True).exists()

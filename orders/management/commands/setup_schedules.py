@@ -29,6 +29,14 @@ SCHEDULES: list[dict] = [
         "cron": "30 2 * * *",  # nightly at 02:30 (TIME_ZONE)
     },
     {
+        # Every minute: enqueue each enabled shop whose own sync interval has passed.
+        "name": "platform sync dispatcher",
+        "func": "orders.sync_tasks.dispatch_due_syncs",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
+    {
+        # Every minute: push each changed channel stock figure once (coalesced).
         "name": "stock push to channels",
         "func": "orders.stock_push_tasks.push_stock_to_channels",
         "schedule_type": Schedule.MINUTES,

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('inventory', '0005_routingversion'),
-        ('orders', '0005_staffprofile'),
+        ('orders', '0006_sync_state'),
     ]
 
     operations = [
