@@ -20,8 +20,22 @@ from orders.models import StockAlert, StockPush, StockPushState
 VIEW_PERMISSION = "orders.view_shop"
 
 
+def _push_listings(request, listings) -> None:
+    try:
+        report = stock_push.push_now(actor=admin_actor(request), listings=listings)
+    except DomainError as exc:
+        messages.error(request, exc.message)
+        return
+    level = messages.WARNING if report.failed else messages.SUCCESS
+    messages.add_message(request, level, gettext("已回写 %(pushed)d 个,失败 %(failed)d 个") % {
+        "pushed": report.pushed, "failed": report.failed})
+
+
 class _StockPushReadOnly(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_per_page = 100
+
+    def has_push_permission(self, request):
+        return request.user.has_perm(stock_push.PUSH_PERMISSION)
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm(VIEW_PERMISSION)
@@ -45,6 +59,12 @@ class StockPushAdmin(_StockPushReadOnly):
     search_fields = ("platform_sku_id", "platform_item_id", "sku__code")
     date_hierarchy = "created_at"
     list_select_related = ("shop", "sku")
+    actions = ("push_again_selected",)
+
+    @admin.action(description=_("按当前库存重新回写"), permissions=("push",))
+    def push_again_selected(self, request, queryset):
+        """The current figure of the selected rows' listings (not the logged quantity)."""
+        _push_listings(request, set(queryset.values_list("shop_id", "platform_sku_id")))
 
     @admin.display(description=_("错误"))
     def short_error(self, obj):
@@ -60,20 +80,9 @@ class StockPushStateAdmin(_StockPushReadOnly):
     list_select_related = ("shop", "sku")
     actions = ("push_now_selected",)
 
-    def has_push_permission(self, request):
-        return request.user.has_perm(stock_push.PUSH_PERMISSION)
-
     @admin.action(description=_("立即回写库存"), permissions=("push",))
     def push_now_selected(self, request, queryset):
-        listings = list(queryset.values_list("shop_id", "platform_sku_id"))
-        try:
-            report = stock_push.push_now(actor=admin_actor(request), listings=listings)
-        except DomainError as exc:
-            messages.error(request, exc.message)
-            return
-        level = messages.WARNING if report.failed else messages.SUCCESS
-        messages.add_message(request, level, gettext("已回写 %(pushed)d 个,失败 %(failed)d 个") % {
-            "pushed": report.pushed, "failed": report.failed})
+        _push_listings(request, list(queryset.values_list("shop_id", "platform_sku_id")))
 
 
 @admin.register(StockAlert)

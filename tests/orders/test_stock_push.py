@@ -395,6 +395,12 @@ def test_admin_push_now_action(channel, shop, cn, role, allowed):
     assert response.status_code in (200, 302)
     assert pushes(channel) == ([("M-JAR", 8)] if allowed else [])
 
+    channel.clear_log()
+    logged = StockPush.objects.earliest("id")
+    client.post(reverse("admin:orders_stockpush_changelist"),
+                {"action": "push_again_selected", "_selected_action": [logged.pk]})
+    assert pushes(channel) == ([("M-JAR", 8)] if allowed else [])
+
 
 def test_a_shop_we_cannot_reach_is_never_called(channel, cn):
     """A demo Taobao shop without credentials or address: nothing goes to the real gateway."""
@@ -441,3 +447,30 @@ def test_a_platform_that_keeps_failing_is_left_alone_for_the_rest_of_the_run(cha
     assert sorted(pushes(channel)) == [(f"M-DOWN-{n}", 10 + n) for n in range(5)]
     assert (second.pushed, second.failed) == (5, 0)
     assert not StockPushState.objects.filter(pending=True).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_started_at_once_push_once(channel):
+    """PostgreSQL, real threads: the lease lets one run push; the other skips."""
+    import time as _time
+
+    from tests.concurrency import run_together
+
+    def slow(request):
+        _time.sleep(0.5)  # the first run is still pushing when the second one asks for the lease
+        return Response("{}", 200, content_type="application/json")
+
+    accept_stock_puts(channel, slow)
+    shop, warehouse = mini(channel, "mini-pg"), WarehouseFactory(code="cn-pg", country="CN")
+    sku = SkuFactory(code="RACE")
+    SkuMappingFactory(shop=shop, sku=sku, platform_sku_id="M-RACE")
+    stock(warehouse, sku, 21)
+
+    outcomes = run_together([run, run])
+
+    assert [kind for kind, _ in outcomes] == ["ok", "ok"]
+    reports = sorted((r for _, r in outcomes), key=lambda r: r.skipped)
+    assert (reports[0].pushed, reports[1].skipped) == (1, True)
+    assert pushes(channel) == [("M-RACE", 21)]
+    assert StockPush.objects.count() == 1
