@@ -346,7 +346,7 @@ def _push(*, actor: Actor, now: datetime, sku_ids: Iterable[int] | None = None, 
             try:
                 if m.shop_id not in clients:
                     clients[m.shop_id] = make_client(m.shop, adapter)
-                outcome = SEND(clients[m.shop_id], adapter, lambda m=m, q=fig.quantity: adapter.build_stock_push(
+                outcome = SEND(clients[m.shop_id], adapter, lambda a=adapter, m=m, q=fig.quantity: a.build_stock_push(
                     m.platform_sku_id, q, item_id=m.platform_item_id))
             except Exception as exc:  # one listing's bad credentials or data never stops the others
                 logger.exception("stock push to %s:%s failed", m.shop.code, m.platform_sku_id)
