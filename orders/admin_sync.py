@@ -37,17 +37,19 @@ def _age(seconds: float | None) -> str:
 
 def _request_syncs(request, shops) -> None:
     actor = admin_actor(request)
-    queued, refused = [], []
+    queued, running, refused = [], [], []
     for shop in shops:
         try:
-            sync.request_sync(shop=shop, actor=actor)
+            task = sync.request_sync(shop=shop, actor=actor)
         except DomainError as exc:
             refused.append(exc.message)
         else:
-            queued.append(shop.code)
+            (queued if task else running).append(shop.code)
     if queued:
         messages.success(request, ngettext("已加入同步队列:%(shops)s", "已加入同步队列:%(shops)s", len(queued))
                          % {"shops": ", ".join(queued)})
+    if running:
+        messages.info(request, gettext("正在同步,无需重复排队:%(shops)s") % {"shops": ", ".join(running)})
     for message in refused:
         messages.error(request, message)
 

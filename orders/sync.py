@@ -38,7 +38,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from config.actors import Actor, Source
-from config.errors import NotPermitted
+from config.errors import DomainError, NotPermitted
 from orders.models import Shop, ShopSyncState, SyncStatus
 from orders.platforms.base import PlatformError
 from orders.platforms.client import PlatformCallFailed, PlatformClient
@@ -139,10 +139,42 @@ def adapter_for(shop: Shop):
     return registry_adapter_for(shop)
 
 
-def ingest_payloads(*, shop: Shop, payloads, actor: Actor):
+def ingest_payloads(*, shop: Shop, payloads, actor: Actor, adapter=None):
+    """`orders.ingest.ingest_payloads`, given the run's adapter where it takes one (so the
+    payloads are read by the very adapter that fetched them)."""
+    import inspect
+
     from orders.ingest import ingest_payloads as ingest
 
+    if adapter is not None and "adapter" in inspect.signature(ingest).parameters:
+        return ingest(shop=shop, payloads=payloads, actor=actor, adapter=adapter)
     return ingest(shop=shop, payloads=payloads, actor=actor)
+
+
+def sandbox_transport(shop: Shop, adapter, *, now: Callable[[], datetime]):
+    """The sandbox platform of ``shop``, answering in-process (no network) through the client.
+
+    The stream is built from the adapter's credentials (``extra``: sku_ids, seed,
+    orders_per_hour, start); without SKU ids it sells our active SKUs (so its orders map
+    and allocate), and it starts when the shop was created, so every run and every machine
+    sees the same stream."""
+    from inventory.models import Sku
+    from orders.platforms.client import handler_transport
+    from orders.platforms.interface import Credentials
+    from orders.platforms.parsing import parse_time
+    from orders.platforms.sandbox import SandboxPlatform
+
+    credentials = getattr(adapter, "credentials", None) or Credentials()
+    extra = dict(credentials.extra)
+    if not str(extra.get("sku_ids") or "").strip():
+        codes = Sku.objects.filter(is_active=True).order_by("code").values_list("code", flat=True)[:30]
+        extra["sku_ids"] = ",".join(codes)
+    start = parse_time(extra.get("start")) if extra.get("start") else None
+    try:
+        platform = SandboxPlatform.from_credentials(Credentials(extra=extra), start=start or shop.created_at)
+    except ValueError as exc:
+        raise PlatformCallFailed("sandbox", f"sandbox: {exc}", attempts=0) from exc
+    return handler_transport(lambda request: platform.handle(request, now=now()))
 
 
 def _newest_update(adapter, payloads: list[dict]) -> datetime | None:
@@ -201,15 +233,18 @@ def run_sync(shop: Shop, *, owner: str | None = None, adapter=None, client: Plat
     try:
         adapter = adapter or adapter_for(shop)
         if own_client:
-            client = PlatformClient(adapter, base_url=shop.api_base_url, sleep=sleep or time.sleep, on_retry=keep_lease,
-                                    timeout=timeout)
+            transport = None
+            if shop.platform == "sandbox" and not shop.api_base_url:
+                transport = sandbox_transport(shop, adapter, now=getattr(adapter, "now", timezone.now))
+            client = PlatformClient(adapter, base_url=shop.api_base_url, sleep=sleep or time.sleep,
+                                    on_retry=keep_lease, timeout=timeout, transport=transport)
         state = ShopSyncState.objects.get(shop=shop)
         cursor = state.cursor or adapter.initial_cursor(state.start_from or started - lookback)
         actor = sync_actor(shop)
         clock = time.monotonic()
         for number in range(1, max_pages + 1):
             page = client.fetch_page(cursor, page_size)
-            report = ingest_payloads(shop=shop, payloads=page.orders, actor=actor)
+            report = ingest_payloads(shop=shop, payloads=page.orders, actor=actor, adapter=adapter)
             # Every payload of the page is committed (each in its own transaction) — only now
             # does the cursor move, in the UPDATE that proves we still hold the lease.
             page_newest = _newest_update(adapter, page.orders)
@@ -236,10 +271,10 @@ def run_sync(shop: Shop, *, owner: str | None = None, adapter=None, client: Plat
             more = bool(page.has_more)
             if not more or time.monotonic() - clock > time_budget:
                 break
-    except (PlatformCallFailed, PlatformError, LeaseLost) as exc:
-        return _finish_failed(shop, owner, result, exc, now=now(), cursor_state=True)
+    except (PlatformCallFailed, PlatformError, LeaseLost, DomainError) as exc:  # DomainError: e.g. no adapter
+        return _finish_failed(shop, owner, result, exc, now=now())
     except Exception as exc:
-        _finish_failed(shop, owner, result, exc, now=now(), cursor_state=True)
+        _finish_failed(shop, owner, result, exc, now=now())
         raise
     finally:
         if own_client and client is not None:
@@ -267,8 +302,7 @@ def _finish_ok(shop: Shop, owner: str, result: SyncResult, *, cursor: str, newes
     return result
 
 
-def _finish_failed(shop: Shop, owner: str, result: SyncResult, exc: BaseException, *, now: datetime,
-                   cursor_state: bool = True) -> SyncResult:
+def _finish_failed(shop: Shop, owner: str, result: SyncResult, exc: BaseException, *, now: datetime) -> SyncResult:
     result.outcome = "failed"
     result.error = _clip(f"{type(exc).__name__}: {exc}")
     state = ShopSyncState.objects.get(shop=shop)
@@ -317,9 +351,12 @@ def request_sync(*, shop: Shop, actor: Actor, enqueue: Callable[..., str] | None
     """"Sync now" (admin action): enqueue one run of ``shop`` as a django-q2 task.
 
     Operations and supervisors may (``orders.change_shop``), within their shops. Returns the
-    task id. A sync already running makes the queued one skip; nothing runs twice."""
+    task id, or "" when the shop is being synced right now (nothing is queued then)."""
     if not actor.can("orders.change_shop") or not actor.scope.allows_shop(shop.pk):
         raise NotPermitted(f"没有权限同步店铺 {shop.code}")
+    state = ShopSyncState.objects.filter(shop=shop).first()
+    if state is not None and state.leased():
+        return ""  # running right now: a queued run would only skip
     if enqueue is None:
         from django_q.tasks import async_task as enqueue
     return enqueue("orders.sync_tasks.sync_shop_task", shop.pk, task_name=f"sync {shop.code} (now)"[:100],

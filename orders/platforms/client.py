@@ -29,7 +29,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Callable
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from orders.platforms.base import OrderPage, PlatformError
 from orders.platforms.interface import PlatformRequest
@@ -89,28 +89,16 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max((when - (now or datetime.now(timezone.utc))).total_seconds(), 0.0)
 
 
-def local_transport(adapter) -> httpx.BaseTransport | None:
-    """The in-process transport of an adapter that answers locally (the sandbox), else None.
-
-    An adapter offers one by either
-    - ``local_transport()`` → an ``httpx.BaseTransport``, or
-    - ``handle(request: PlatformRequest) -> dict`` → the JSON body its API would answer
-      (wrapped here into an ``httpx.MockTransport`` answering 200).
-    """
-    make = getattr(adapter, "local_transport", None)
-    if callable(make):
-        return make()
-    handle = getattr(adapter, "handle", None)
-    if not callable(handle):
-        return None
+def handler_transport(handle: Callable[[PlatformRequest], dict]) -> httpx.MockTransport:
+    """An httpx transport that answers every request with ``handle(PlatformRequest)`` (a
+    JSON body, HTTP 200) — an in-process platform, reached through the same client path."""
 
     def answer(request: httpx.Request) -> httpx.Response:
         params = dict(request.url.params)
         body: Any = None
         if request.content:
-            ctype = request.headers.get("content-type", "")
             raw = request.content.decode("utf-8")
-            if "json" in ctype:
+            if "json" in request.headers.get("content-type", ""):
                 body = json.loads(raw)
             else:
                 body = dict(httpx.QueryParams(raw))
@@ -118,6 +106,24 @@ def local_transport(adapter) -> httpx.BaseTransport | None:
         return httpx.Response(200, json=handle(preq))
 
     return httpx.MockTransport(answer)
+
+
+def local_transport(adapter) -> httpx.BaseTransport | None:
+    """The in-process transport of an adapter that answers locally, else None.
+
+    An adapter offers one by either
+    - ``local_transport()`` → an ``httpx.BaseTransport``, or
+    - ``handle(request: PlatformRequest) -> dict`` → the JSON body its API would answer.
+    (The sandbox platform is wired by the sync, `orders.sync.sandbox_transport`, because it
+    is built from the shop.)
+    """
+    make = getattr(adapter, "local_transport", None)
+    if callable(make):
+        return make()
+    handle = getattr(adapter, "handle", None)
+    if callable(handle):
+        return handler_transport(handle)
+    return None
 
 
 def _accepts(func: Callable, name: str) -> bool:
@@ -145,8 +151,8 @@ class PlatformClient:
         if transport is None and not base_url:
             transport = local_transport(adapter)
         base = (base_url or getattr(adapter, "base_url", "") or "").rstrip("/")
-        if not base and transport is not None:
-            base = "http://local.invalid"
+        if transport is not None and not base.startswith(("http://", "https://")):
+            base = "http://local.invalid"  # an in-process platform ("sandbox://local"): never on a network
         if not base:
             raise PlatformCallFailed(self.platform, f"{self.platform}: no API address (set the shop's 接口地址)",
                                      attempts=0)

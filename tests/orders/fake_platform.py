@@ -62,7 +62,8 @@ class FakePdd:
             when = datetime.strptime(o["updated_at"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
             return int(when.timestamp())
 
-        return sorted((o for o in self.orders if start <= epoch(o) < end), key=lambda o: (o["updated_at"], o["order_sn"]))
+        inside = (o for o in self.orders if start <= epoch(o) < end)
+        return sorted(inside, key=lambda o: (o["updated_at"], o.get("order_sn", "")))
 
     def handler(self, request: Request) -> Response:
         params = {k: v for k, v in request.args.items()}
@@ -107,14 +108,14 @@ def stand_in_ingest():
     from django.db import transaction
 
     from config.errors import DomainError
-    from orders import services
+    from orders import services, sync
     from orders.models import Order
 
-    def ingest_payloads(*, shop, payloads, actor):
+    def ingest_payloads(*, shop, payloads, actor, adapter=None):
         report = SimpleNamespace(created=0, updated=0, unchanged=0, failed=0, failures=[])
         for position, raw in enumerate(payloads):
             try:
-                data = adapter().normalize(raw)
+                data = (adapter or sync.adapter_for(shop)).normalize(raw)
                 with transaction.atomic():
                     existing = Order.objects.select_for_update().filter(
                         shop=shop, platform_order_id=data.platform_order_id).first()

@@ -215,6 +215,22 @@ def test_a_non_retryable_platform_error_is_not_retried(shop, platform, sleeps):
     assert "10019" in ShopSyncState.objects.get(shop=shop).last_error
 
 
+def test_a_refused_payload_is_counted_and_shown_and_its_neighbours_are_kept(shop, platform, sleeps):
+    broken = fp.pdd_order(3)
+    del broken["order_sn"]
+    platform.orders = [fp.pdd_order(n) for n in (1, 2, 4, 5)] + [broken]
+    result = run(shop, sleeps)
+    assert result.outcome == "partial"
+    assert (result.fetched, result.created, result.failed) == (5, 4, 1)
+    assert len(order_ids(shop)) == 4
+    state = ShopSyncState.objects.get(shop=shop)
+    assert state.status == SyncStatus.PARTIAL and "order_sn" in state.last_error
+    assert state.consecutive_failures == 0 and state.cursor == NEXT_WINDOW
+    with pytest.raises(CommandError, match="1 payload"):  # the command says so with its exit code
+        ShopSyncState.objects.filter(shop=shop).update(cursor="")
+        call_command("sync_shop", "pdd-main", stdout=StringIO())
+
+
 # --- a worker killed, a page half done -------------------------------------------------------
 def test_worker_killed_between_pages_loses_nothing_and_duplicates_nothing(shop, platform, sleeps):
     def die(number, page):
@@ -256,12 +272,12 @@ def test_a_worker_killed_mid_page_fetches_that_page_again_without_duplicates(sho
     real = sync.ingest_payloads
     calls = []
 
-    def dies_inside_page_two(*, shop, payloads, actor):
+    def dies_inside_page_two(*, shop, payloads, actor, adapter=None):
         calls.append(len(payloads))
         if len(calls) == 2:
-            real(shop=shop, payloads=payloads[:1], actor=actor)  # one order of page 2 committed
+            real(shop=shop, payloads=payloads[:1], actor=actor, adapter=adapter)  # one order of page 2 committed
             raise Killed
-        return real(shop=shop, payloads=payloads, actor=actor)
+        return real(shop=shop, payloads=payloads, actor=actor, adapter=adapter)
 
     monkeypatch.setattr(sync, "ingest_payloads", dies_inside_page_two)
     with pytest.raises(Killed):
@@ -411,6 +427,14 @@ def test_sync_now_action_on_the_shop_admin_enqueues_a_task_and_says_so(shop, cli
     assert "已加入同步队列:pdd-main" in [str(m) for m in response.context["messages"]]
 
 
+def test_sync_now_while_the_shop_is_syncing_queues_nothing_and_says_so(shop, client, enqueued):
+    assert sync.acquire_lease(shop, "busy-worker", now=timezone.now())
+    client.force_login(staff("operations"))
+    response = client.post("/admin/orders/shop/", {"action": "sync_now", "_selected_action": [shop.pk]}, follow=True)
+    assert enqueued == []
+    assert "正在同步,无需重复排队:pdd-main" in [str(m) for m in response.context["messages"]]
+
+
 def test_sync_now_action_is_not_offered_to_warehouse_staff(shop, client, enqueued):
     client.force_login(staff("warehouse"))
     listing = client.get("/admin/orders/shop/")
@@ -549,3 +573,48 @@ def test_migration_moves_the_old_cursor_into_the_sync_state():
     finally:
         migrate(latest)
         Shop.objects.filter(code__startswith="old-").delete()
+
+
+# --- the sandbox platform: in-process, through the same client -----------------------------------
+def test_a_sandbox_shop_syncs_without_a_network(monkeypatch, sleeps):
+    import socket
+
+    from orders.platforms.sandbox import SandboxAdapter, SandboxPlatform
+    from tests.factories import SkuFactory
+
+    skus = [SkuFactory(code=f"SBX-SKU-{n}").code for n in range(1, 4)]
+    t0 = fp.NOW
+    shop = ShopFactory(platform="sandbox", code="sandbox", sync_enabled=True)
+    Shop.objects.filter(pk=shop.pk).update(created_at=t0)
+    shop.refresh_from_db()
+    clock = {"now": t0 + timedelta(minutes=30)}
+    monkeypatch.setattr(sync, "adapter_for", lambda s: SandboxAdapter(now=lambda: clock["now"]))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the sandbox must not open a socket")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    stream = SandboxPlatform(sku_ids=skus, start=t0)
+
+    def orders_until(when):
+        seen, cursor, more = set(), "", True
+        while more:
+            page = stream.list(cursor, 200, now=when)
+            seen |= {o["order_no"] for o in page["orders"]}
+            cursor, more = page["next_cursor"], page["has_more"]
+        return seen
+
+    first = sync.run_sync(shop, sleep=sleeps.append, now=lambda: clock["now"])
+    assert first.outcome == "ok", first.error
+    expected = orders_until(clock["now"])
+    assert len(expected) >= 40  # ~120 orders an hour
+    assert set(order_ids(shop)) == expected
+    assert set(Order.objects.filter(shop=shop).values_list("lines__sku__code", flat=True)) <= set(skus)
+
+    clock["now"] = t0 + timedelta(minutes=75)
+    second = sync.run_sync(shop, sleep=sleeps.append, now=lambda: clock["now"])
+    assert second.outcome == "ok", second.error
+    assert set(order_ids(shop)) == orders_until(clock["now"])
+    assert second.created == len(order_ids(shop)) - len(expected) > 0
+    assert Order.objects.filter(shop=shop).count() == len(order_ids(shop))
+    assert sleeps == []
