@@ -61,6 +61,7 @@ from orders.platforms.interface import Credentials, PlatformRequest
 
 logger = logging.getLogger("orderhub.stock_push")
 
+SANDBOX = "sandbox"
 PUSH_PERMISSION = "orders.change_shop"  # 运营 and 主管 (shop config) may push now
 OVERLAP = timedelta(minutes=10)  # re-read pools changed this long before the last scan
 FULL_PASS_EVERY = timedelta(hours=1)
@@ -149,7 +150,13 @@ def pushable(shop: Shop, adapter: Any) -> bool:
     """Only shops we can really reach: an HTTP(S) address, or an in-process platform (the
     sandbox's local transport); and credentials unless the shop names its own address — a
     demo shop without credentials never sends anything to a production gateway."""
-    if TRANSPORT is not None or local_transport(adapter) is not None:
+    try:
+        adapter.build_stock_push("probe", 0, item_id="probe")
+    except NotImplementedError:  # a platform without a stock API (distributor file drops)
+        return False
+    except Exception:  # noqa: BLE001 - a listing-level problem (missing ids): shown per push
+        pass
+    if TRANSPORT is not None or shop.platform == SANDBOX or local_transport(adapter) is not None:
         return True
     base = base_url_for(shop, adapter)
     if not base.startswith(("http://", "https://")):
@@ -171,9 +178,18 @@ SLEEP: Callable[[float], None] = time.sleep
 
 
 def make_client(shop: Shop, adapter: Any) -> PlatformClient:
-    """The sync's platform client (httpx, timeouts, 2^n back-off, Retry-After), kept short."""
-    return PlatformClient(adapter, base_url=base_url_for(shop, adapter), timeout=TIMEOUT, sleep=SLEEP,
-                          max_attempts=PUSH_ATTEMPTS, max_retry_after=MAX_RETRY_AFTER, transport=TRANSPORT)
+    """The sync's platform client (httpx, timeouts, 2^n back-off, Retry-After), kept short.
+    A sandbox shop is answered in-process by its `SandboxPlatform` (no network), as in sync."""
+    transport = TRANSPORT
+    if transport is None and shop.platform == SANDBOX and not getattr(shop, "api_base_url", ""):
+        from orders.sync import sandbox_transport
+
+        transport = sandbox_transport(shop, adapter, now=timezone.now)
+    base = base_url_for(shop, adapter)
+    if transport is not None and not base.startswith(("http://", "https://")):
+        base = "http://local.invalid"  # answered by the transport, never resolved
+    return PlatformClient(adapter, base_url=base, timeout=TIMEOUT, sleep=SLEEP,
+                          max_attempts=PUSH_ATTEMPTS, max_retry_after=MAX_RETRY_AFTER, transport=transport)
 
 
 def send_request(client: PlatformClient, adapter: Any, build: Callable[[], PlatformRequest]) -> Outcome:

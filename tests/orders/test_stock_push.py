@@ -474,3 +474,18 @@ def test_two_runs_started_at_once_push_once(channel):
     assert (reports[0].pushed, reports[1].skipped) == (1, True)
     assert pushes(channel) == [("M-RACE", 21)]
     assert StockPush.objects.count() == 1
+
+
+def test_a_sandbox_shop_is_answered_in_process(channel, cn):
+    """`make run`: the sandbox shop shows pushes in the log without any network."""
+    sandbox = ShopFactory(code="sandbox", platform=Platform.SANDBOX)
+    sku = SkuFactory(code="SBX-1")
+    SkuMappingFactory(shop=sandbox, sku=sku, platform_sku_id="SBX-1")
+    stock(cn, sku, 13)
+
+    report = run()
+
+    assert (report.pushed, report.failed) == (1, 0)
+    push = StockPush.objects.get()
+    assert (push.shop_id, push.quantity, push.ok, push.http_status) == (sandbox.pk, 13, True, 200)
+    assert len(channel.log) == 0

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('inventory', '0005_routingversion'),
-        ('orders', '0006_sync_state'),
+        ('orders', '0007_merge_sync_ingest'),
     ]
 
     operations = [
