@@ -234,6 +234,7 @@ class PushReport:
     unchanged: int = 0  # figure equal to the last successful push: no call
     no_adapter: int = 0  # listings of shops without an adapter, an address or credentials
     deferred: int = 0  # left pending: their shop's platform kept failing this run
+    waiting: int = 0  # pending listings whose back-off has not passed yet
     alerts_opened: int = 0
     alerts_resolved: int = 0
     full_pass: bool = False
@@ -242,6 +243,19 @@ class PushReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+MAX_RETRY_WAIT = timedelta(hours=1)
+
+
+def retry_due(state: StockPushState, now: datetime) -> bool:
+    """A failed listing is retried on the next run; after further failures it waits 2, 4, 8 …
+    minutes (at most an hour), so a listing that cannot work (a missing item id) does not write
+    a failed row every minute. Saving its mapping resets the wait."""
+    if state.failures <= 1:
+        return True
+    wait = min(timedelta(minutes=2 ** min(state.failures - 1, 10)), MAX_RETRY_WAIT)
+    return state.updated_at <= now - wait
 
 
 def _reason(fig: Figure, state: StockPushState | None, *, manual: bool) -> str:
@@ -349,6 +363,9 @@ def _push(*, actor: Actor, now: datetime, sku_ids: Iterable[int] | None = None, 
                 report.unchanged += 1
                 if state.offered == fig.below_safety:  # e.g. 0 because of the buffer, then below safety
                     StockPushState.objects.filter(pk=state.pk).update(offered=not fig.below_safety)
+                continue
+            if not force and state is not None and state.pending and not retry_due(state, now):
+                report.waiting += 1  # failing again and again: back off (push now ignores this)
                 continue
             if budget is not None and time.monotonic() - started > budget:
                 report.truncated = True
@@ -468,6 +485,9 @@ def _sku_saved(sender, instance, **kwargs) -> None:
 
 def _mapping_saved(sender, instance, **kwargs) -> None:
     mark_dirty([instance.sku_id])
+    shop_id, platform_sku_id = instance.shop_id, instance.platform_sku_id
+    transaction.on_commit(lambda: StockPushState.objects.filter(  # a fixed mapping is retried at once
+        shop_id=shop_id, platform_sku_id=platform_sku_id, failures__gt=1).update(failures=1), robust=True)
 
 
 def _warehouse_changed(sender, instance, **kwargs) -> None:

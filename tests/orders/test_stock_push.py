@@ -489,3 +489,39 @@ def test_a_sandbox_shop_is_answered_in_process(channel, cn):
     push = StockPush.objects.get()
     assert (push.shop_id, push.quantity, push.ok, push.http_status) == (sandbox.pk, 13, True, 200)
     assert len(channel.log) == 0
+
+
+def test_a_listing_that_keeps_failing_backs_off_until_its_mapping_is_fixed(channel, cn,
+                                                                          django_capture_on_commit_callbacks):
+    """PDD needs the goods id: without it the platform refuses; retried next run, then less often."""
+    def answer(request):
+        has_goods_id = bool(parse_qs(request.query_string.decode()).get("goods_id"))
+        body = ({"goods_quantity_update_response": {"is_success": True}} if has_goods_id
+                else {"error_response": {"error_code": 50001, "error_msg": "goods_id 不能为空"}})
+        return Response(json.dumps(body), 200, content_type="application/json")
+
+    channel.expect_request("/api/router", method="POST").respond_with_handler(answer)
+    pdd = ShopFactory(code="pdd", platform=Platform.PDD, app_key="k", app_secret="s", access_token="t",
+                      api_base_url=channel.url_for("/").rstrip("/"))
+    sku = SkuFactory(code="GOODS")
+    mapping = SkuMappingFactory(shop=pdd, sku=sku, platform_sku_id="889900")
+    stock(cn, sku, 4)
+
+    run()
+    run()  # retried on the next run: failed twice now
+    assert StockPush.objects.filter(ok=False).count() == 2
+    state = StockPushState.objects.get(shop=pdd)
+    assert (state.pending, state.failures) == (True, 2)
+    assert "goods_id" in state.last_error
+
+    assert run().waiting == 1  # backing off: no third call a minute later
+    assert StockPush.objects.count() == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        mapping.platform_item_id = "123456"
+        mapping.save()
+    run()
+
+    state.refresh_from_db()
+    assert (state.pending, state.last_quantity) == (False, 4)
+    assert StockPush.objects.latest("id").ok is True
