@@ -526,3 +526,123 @@ class ShopSyncState(models.Model):
     def leased(self, now=None) -> bool:
         now = now or timezone.now()
         return bool(self.lease_expires_at and self.lease_expires_at > now)
+
+# --- stockpush (issue 14): stock back to channels ------------------------------------------------
+# Written only by `orders.stock_push`. Stock moves are found by `StockLevel.updated_at` (every
+# stock path keeps it fresh); config changes that move a channel figure without touching a pool
+# (safety stock, buffer, a new mapping) leave a `StockPushDirty` mark after commit.
+class StockPushCursor(models.Model):
+    """One row (pk=1): how far the stock-push job has read, and its lease."""
+
+    scanned_until = models.DateTimeField(_("已扫描至"), null=True, blank=True)
+    full_pass_at = models.DateTimeField(_("上次全量核对"), null=True, blank=True,
+                                        help_text=_("留空 = 下次运行核对全部映射 SKU"))
+    lease_until = models.DateTimeField(_("租约到期"), null=True, blank=True)
+    lease_owner = models.CharField(_("租约持有者"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("库存回写游标")
+        verbose_name_plural = pgettext_lazy("plural", "库存回写游标")
+
+    def __str__(self) -> str:
+        return f"{self.scanned_until}"
+
+
+class StockPushDirty(models.Model):
+    """A SKU whose channel figure may have changed without a stock move (config edits)."""
+
+    sku = models.OneToOneField("inventory.Sku", on_delete=models.CASCADE, related_name="+", verbose_name=_("SKU"))
+    marked_at = models.DateTimeField(_("标记时间"), db_index=True)
+
+    class Meta:
+        verbose_name = _("待回写 SKU")
+        verbose_name_plural = pgettext_lazy("plural", "待回写 SKU")
+
+    def __str__(self) -> str:
+        return f"{self.sku_id} @ {self.marked_at}"
+
+
+class StockPushState(models.Model):
+    """What one channel listing (shop × platform SKU id) was last told, and whether a retry is due."""
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="+", verbose_name=_("店铺"))
+    platform_sku_id = models.CharField(_("平台 SKU ID"), max_length=100)
+    sku = models.ForeignKey("inventory.Sku", on_delete=models.CASCADE, related_name="+", verbose_name=_("SKU"))
+    last_quantity = models.IntegerField(_("上次成功回写数量"), null=True, blank=True)
+    last_pushed_at = models.DateTimeField(_("上次成功回写时间"), null=True, blank=True)
+    offered = models.BooleanField(_("在售"), default=True, help_text=_("低于安全库存时停售(回写 0),恢复后重新上架"))
+    pending = models.BooleanField(_("待重试"), default=False, db_index=True)
+    failures = models.PositiveIntegerField(_("连续失败次数"), default=0)
+    last_error = models.TextField(_("最近错误"), blank=True)
+    updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("渠道库存状态")
+        verbose_name_plural = pgettext_lazy("plural", "渠道库存状态")
+        ordering = ["shop_id", "platform_sku_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["shop", "platform_sku_id"], name="uniq_stock_push_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shop_id}:{self.platform_sku_id} = {self.last_quantity}"
+
+
+class StockPush(models.Model):
+    """The log: one row per push attempt (what, when, to which shop, the HTTP outcome)."""
+
+    class Reason(models.TextChoices):
+        CHANGED = "changed", _("库存变动")
+        BELOW_SAFETY = "below_safety", _("低于安全库存,停售")
+        RECOVERED = "recovered", _("恢复,重新上架")
+        RETRY = "retry", _("失败重试")
+        MANUAL = "manual", _("手动回写")
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="+", verbose_name=_("店铺"))
+    sku = models.ForeignKey("inventory.Sku", on_delete=models.CASCADE, related_name="+", verbose_name=_("SKU"))
+    platform_sku_id = models.CharField(_("平台 SKU ID"), max_length=100)
+    platform_item_id = models.CharField(_("平台商品 ID"), max_length=100, blank=True)
+    quantity = models.IntegerField(_("回写数量"))
+    available = models.IntegerField(_("可用库存"))
+    buffer = models.IntegerField(_("应急保留"), default=0)
+    safety_stock = models.IntegerField(_("安全库存"), default=0)
+    reason = models.CharField(_("原因"), max_length=20, choices=Reason.choices, default=Reason.CHANGED)
+    ok = models.BooleanField(_("成功"), default=False)
+    http_status = models.PositiveSmallIntegerField(_("HTTP 状态"), null=True, blank=True)
+    error = models.TextField(_("错误"), blank=True)
+    duration_ms = models.PositiveIntegerField(_("耗时(毫秒)"), default=0)
+    actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("时间"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("库存回写记录")
+        verbose_name_plural = pgettext_lazy("plural", "库存回写记录")
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["shop", "platform_sku_id", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.shop_id}:{self.platform_sku_id} ← {self.quantity} ({'ok' if self.ok else 'failed'})"
+
+
+class StockAlert(models.Model):
+    """A SKU below its safety stock in one country's serving warehouses (open until it recovers)."""
+
+    sku = models.ForeignKey("inventory.Sku", on_delete=models.CASCADE, related_name="+", verbose_name=_("SKU"))
+    country = models.CharField(_("国家"), max_length=2)
+    available = models.IntegerField(_("可用库存"))
+    threshold = models.IntegerField(_("安全库存"))
+    opened_at = models.DateTimeField(_("触发时间"), db_index=True)
+    resolved_at = models.DateTimeField(_("恢复时间"), null=True, blank=True)
+    recovered_available = models.IntegerField(_("恢复时可用"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("安全库存预警")
+        verbose_name_plural = pgettext_lazy("plural", "安全库存预警")
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["sku", "country"], condition=Q(resolved_at__isnull=True),
+                                    name="uniq_open_stock_alert"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku_id}/{self.country}: {self.available} < {self.threshold}"

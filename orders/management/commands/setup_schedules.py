@@ -35,6 +35,13 @@ SCHEDULES: list[dict] = [
         "schedule_type": Schedule.MINUTES,
         "minutes": 1,
     },
+    {
+        # Every minute: push each changed channel stock figure once (coalesced).
+        "name": "stock push to channels",
+        "func": "orders.stock_push_tasks.push_stock_to_channels",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
 ]
 
 def _spec(entry: dict) -> dict:
