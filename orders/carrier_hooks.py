@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import urlencode
 
 from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse, QueryDict
@@ -61,7 +62,12 @@ def carrier_push(request, carrier: str):
     if adapter is None:
         raise Http404
     body = request.body.decode("utf-8", errors="replace")
-    form = _form(body) if request.content_type != "application/json" else _json_form(body)
+    if request.content_type == "application/json":
+        form = _json_form(body)
+    elif request.content_type == "multipart/form-data":
+        form = request.POST.dict()
+    else:  # application/x-www-form-urlencoded, as both providers send
+        form = _form(body)
     accounts = list(CarrierAccount.objects.filter(provider=carrier, is_active=True).order_by("id"))
     try:
         account = adapter.verify_push(form, accounts=accounts)
@@ -69,10 +75,8 @@ def carrier_push(request, carrier: str):
         logger.warning("carrier push %s refused: %s", carrier, exc)
         return JsonResponse(adapter.push_ack(form, ok=False, reason=str(exc)), status=401,
                             json_dumps_params={"ensure_ascii": False})
-    if request.content_type == "application/json":
-        from urllib.parse import urlencode
-
-        body = urlencode(form)
+    if request.content_type in ("application/json", "multipart/form-data"):
+        body = urlencode(form)  # stored as the form the providers normally send
     push = CarrierPush.objects.create(provider=carrier, account=account, body=body)
     process_push(push.pk)
     return JsonResponse(adapter.push_ack(form, ok=True), json_dumps_params={"ensure_ascii": False})
