@@ -560,3 +560,6 @@ if admin.site.is_registered(User):
 @admin.register(User)
 class UserAdmin(auth_admin.UserAdmin):
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
+
+
+from orders import shipping_admin  # noqa: E402,F401  shipments, scans, the carrier push inbox

@@ -56,9 +56,12 @@ def ship_parcels(*, order: Order, consumed: list[Reservation], warehouse: Wareho
     provider = default_provider()
     shipped = []
     for warehouse_id, lines in by_warehouse.items():
-        shipment = parcel if parcel is not None and parcel.warehouse_id == warehouse_id else (
-            Shipment.objects.select_for_update().filter(order=order, warehouse_id=warehouse_id, status__in=OPEN)
-            .order_by("id").first())
+        if parcel is not None and parcel.warehouse_id in (warehouse_id, None):
+            shipment, parcel = parcel, None  # the scanned parcel (one without a warehouse takes the first)
+            shipment.warehouse_id = warehouse_id
+        else:
+            shipment = (Shipment.objects.select_for_update().filter(order=order, warehouse_id=warehouse_id,
+                                                                    status__in=OPEN).order_by("id").first())
         if shipment is None:
             shipment = Shipment.objects.create(order=order, warehouse_id=warehouse_id, carrier=carrier,
                                                tracking_number=tracking_number, provider=provider, created_at=at)

@@ -224,3 +224,23 @@ def test_the_migration_moves_carrier_and_tracking_numbers_from_ship_events_into_
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+# --- the admin -------------------------------------------------------------------------------------
+def test_the_admin_lists_shipments_in_scope_and_the_push_inbox(client, split, system):
+    from tests.factories import scoped
+
+    services.order_ship(order=split["order"], actor=system, warehouse=split["a"], carrier="SF", tracking_number="SF55")
+    client.force_login(staff("supervisor"))
+    page = client.get("/admin/orders/shipment/")
+    assert page.status_code == 200 and "SF55" in page.content.decode()
+    shipment = Shipment.objects.get()
+    assert client.get(f"/admin/orders/shipment/{shipment.pk}/change/").status_code == 200
+    assert client.get("/admin/orders/carrierpush/").status_code == 200
+    # A warehouse clerk limited to another shop's orders sees nothing of this one.
+    from tests.factories import ShopFactory
+
+    other = scoped(staff("warehouse", username="clerk"), shops=[ShopFactory()])
+    client.force_login(other)
+    assert "SF55" not in client.get("/admin/orders/shipment/").content.decode()
+    assert client.get(f"/admin/orders/shipment/{shipment.pk}/change/").status_code == 404
