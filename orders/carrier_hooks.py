@@ -16,7 +16,7 @@ import logging
 from urllib.parse import urlencode
 
 from django.db import transaction
-from django.http import Http404, HttpResponse, JsonResponse, QueryDict
+from django.http import Http404, JsonResponse, QueryDict
 from django.urls import path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt

@@ -13,7 +13,7 @@ from config.actors import Actor, Source
 from config.errors import NotPermitted, TransitionNotAllowed
 from orders import services, shipping
 from orders.carriers.base import Scan, TrackingUpdate
-from orders.models import Order, OrderEvent, Shipment, ShipmentLine, TrackingEvent
+from orders.models import Order, OrderEvent, Shipment, ShipmentLine
 from tests.factories import SkuFactory, WarehouseFactory, make_order, staff, stock
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
-import httpx
 import pytest
 
 from orders import services, shipping, tracking_tasks
