@@ -214,10 +214,13 @@ def apply_tracking(*, shipment_id: int, update: TrackingUpdate, actor: Actor,
                              tracking_number=shipment.tracking_number, description=row.description, scan_id=row.pk,
                              at=row.occurred_at)
 
-    # 2. Where the parcel is now: the newest stored scan; the provider's summary state wins
-    #    when this update is the newest news (a late, older push never moves it back).
+    # 2. Where the parcel is now: a delivered or returned scan is the end whenever it was
+    #    scanned; otherwise the newest stored scan. The provider's summary state wins when
+    #    this update is the newest news (a late, older push never moves a parcel back).
     newest = shipment.tracking_events.order_by("-occurred_at", "-id").first()
-    target = newest.state if newest else None
+    final = shipment.tracking_events.filter(state__in=[TrackingState.DELIVERED, TrackingState.RETURNED]).order_by(
+        "-occurred_at", "-id").first()
+    target = final.state if final else (newest.state if newest else None)
     newest_here = max((s.occurred_at for s in update.scans), default=None)
     if update.state and (newest is None or newest_here is None or newest_here >= newest.occurred_at):
         if target is None or RANK.get(update.state, 0) >= RANK.get(target, 0) or target == TrackingState.EXCEPTION:
@@ -227,7 +230,7 @@ def apply_tracking(*, shipment_id: int, update: TrackingUpdate, actor: Actor,
     if target is None:
         shipment.save(update_fields=["last_scan_at", "updated_at"])
         return result
-    at = newest.occurred_at if newest else now
+    at = (final or newest).occurred_at if (final or newest) else now
 
     # 3. The first scan of a parcel that has not left yet: it ships (and the order with it).
     if shipment.status in OPEN:
@@ -244,7 +247,8 @@ def apply_tracking(*, shipment_id: int, update: TrackingUpdate, actor: Actor,
         result.transitions.append(f"{shipment.pk}:shipped")
 
     # 4. Then the parcel's state.
-    _move(order, shipment, target, at=at, actor=actor, note=newest.description if newest else "", result=result)
+    _move(order, shipment, target, at=at, actor=actor, note=(final or newest).description if (final or newest) else "",
+          result=result)
     shipment.save()
     return result
 

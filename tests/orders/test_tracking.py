@@ -179,3 +179,14 @@ def test_a_failing_provider_backs_off_exponentially(system, httpserver):
 def test_the_poll_and_the_push_retry_are_scheduled():
     funcs = {s["func"] for s in SCHEDULES}
     assert {"orders.tracking_tasks.poll_shipments", "orders.tracking_tasks.retry_failed_pushes"} <= funcs
+
+
+def test_a_delivered_scan_ends_the_journey_even_when_it_arrives_behind_a_newer_scan(system):
+    order, shipment = shipped(system)
+    shipping.record_tracking(updates=[TrackingUpdate("SF", "SF1", None, (scan(300, "in_transit"),))], actor=system)
+    shipping.record_tracking(updates=[TrackingUpdate("SF", "SF1", "delivered", (scan(200, "delivered", "已签收"),))],
+                             actor=system)
+    shipment.refresh_from_db()
+    order.refresh_from_db()
+    assert (shipment.status, order.status) == ("delivered", "delivered")
+    assert shipment.delivered_at == T0 + timedelta(minutes=200)
