@@ -169,12 +169,20 @@ def tracking_scan(*, order: Order, actor: Actor, shipment_id: int, state: str, c
     """One carrier scan on the customer's timeline: the fixed wording of its state plus the
     carrier's name and the tracking number. The carrier's text (which may name couriers and
     their phones) is the internal message only, with phone numbers masked."""
+    return OrderEvent.objects.create(**tracking_scan_fields(
+        order=order, actor=actor, shipment_id=shipment_id, state=state, carrier_name=carrier_name,
+        tracking_number=tracking_number, description=description, scan_id=scan_id, at=at))
+
+
+def tracking_scan_fields(*, order: Order, actor: Actor, shipment_id: int, state: str, carrier_name: str,
+                         tracking_number: str, description: str, scan_id: int, at: datetime) -> dict:
+    """`tracking_scan`'s row, unsaved (many scans are written in one bulk insert)."""
     from orders.carriers.base import mask_phones
 
-    return _record(order=order, kind=TRACKING_KINDS[state], actor=actor, at=at, to_status="",
-                   message=f"{carrier_name} {tracking_number}: {mask_phones(description)}",
-                   data={"carrier": carrier_name, "tracking_number": tracking_number, "state": state,
-                         "shipment": shipment_id, "scan": scan_id})
+    return event_fields(order=order, kind=TRACKING_KINDS[state], actor=actor, at=at, to_status="",
+                        message=f"{carrier_name} {tracking_number}: {mask_phones(description)}",
+                        data={"carrier": carrier_name, "tracking_number": tracking_number, "state": state,
+                              "shipment": shipment_id, "scan": scan_id})
 
 
 def shipment_exception(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str,

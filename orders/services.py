@@ -60,10 +60,14 @@ def available_transitions(*, order: Order, actor: Actor) -> list[str]:
 
 # --- plumbing -----------------------------------------------------------------------------
 def _lock(order: Order) -> Order:
+    return _lock_pk(order.pk)
+
+
+def _lock_pk(pk: int) -> Order:
     try:
         # of=("self",): lock the order row only; FOR UPDATE over the join would also lock the
         # shop row and so serialise every order of a shop (and block new orders' FK checks).
-        return Order.objects.select_for_update(of=("self",)).select_related("shop").get(pk=order.pk)
+        return Order.objects.select_for_update(of=("self",)).select_related("shop").get(pk=pk)
     except Order.DoesNotExist as exc:
         raise NotFound("订单不存在") from exc
 

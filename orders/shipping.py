@@ -28,8 +28,8 @@ from inventory.models import Reservation, Warehouse
 from orders import events, services
 from orders.carriers import codes
 from orders.carriers.base import RANK, TrackingUpdate
-from orders.models import (SHIPMENT_AWAY, CarrierAccount, Order, OrderStatus, Shipment, ShipmentLine, ShipmentStatus,
-                           TrackingEvent, TrackingProvider, TrackingState)
+from orders.models import (SHIPMENT_AWAY, CarrierAccount, Order, OrderEvent, OrderStatus, Shipment, ShipmentLine,
+                           ShipmentStatus, TrackingEvent, TrackingProvider, TrackingState)
 
 SH = ShipmentStatus
 OPEN = [SH.CREATED, SH.PICKED, SH.PACKED]  # not yet with the carrier
@@ -191,7 +191,7 @@ def apply_tracking(*, shipment_id: int, update: TrackingUpdate, actor: Actor,
     order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).first()
     if order_id is None:
         raise NotFound("包裹不存在")
-    order = services._lock(Order(pk=order_id))  # the order first, as every order service does
+    order = services._lock_pk(order_id)  # the order first, as every order service does
     shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
 
     # 1. The scans, deduplicated by key (within the update too).
@@ -204,15 +204,15 @@ def apply_tracking(*, shipment_id: int, update: TrackingUpdate, actor: Actor,
         seen.add(scan.key)
         fresh.append(scan)
     fresh.sort(key=lambda s: s.occurred_at)
-    rows = [TrackingEvent.objects.create(
+    rows = TrackingEvent.objects.bulk_create([TrackingEvent(
         shipment=shipment, occurred_at=s.occurred_at, description=s.description, location=s.location, state=s.state,
-        carrier_state=s.carrier_state, key=s.key, raw=s.raw, received_at=now) for s in fresh]
+        carrier_state=s.carrier_state, key=s.key, raw=s.raw, received_at=now) for s in fresh])
     result.scans_added = len(rows)
     name = codes.carrier_name(shipment.carrier or update.carrier)
-    for row in rows:
-        events.tracking_scan(order=order, actor=actor, shipment_id=shipment.pk, state=row.state, carrier_name=name,
-                             tracking_number=shipment.tracking_number, description=row.description, scan_id=row.pk,
-                             at=row.occurred_at)
+    OrderEvent.objects.bulk_create([OrderEvent(**events.tracking_scan_fields(
+        order=order, actor=actor, shipment_id=shipment.pk, state=row.state, carrier_name=name,
+        tracking_number=shipment.tracking_number, description=row.description, scan_id=row.pk, at=row.occurred_at))
+        for row in rows])
 
     # 2. Where the parcel is now: a delivered or returned scan is the end whenever it was
     #    scanned; otherwise the newest stored scan. The provider's summary state wins when

@@ -38,7 +38,10 @@ def states(shipment) -> list[tuple[int, str]]:
 
 
 def test_unordered_and_duplicate_scans_are_stored_once_in_their_own_time_order(system):
+    from orders.models import OrderNumberSequence
+
     order, shipment = shipped(system)
+    serials = OrderNumberSequence.objects.count()
     pushes = [
         [scan(30, "in_transit"), scan(0, "picked_up")],
         [scan(90, "out_for_delivery"), scan(30, "in_transit")],  # one duplicate
@@ -47,9 +50,12 @@ def test_unordered_and_duplicate_scans_are_stored_once_in_their_own_time_order(s
     results = [shipping.record_tracking(updates=[TrackingUpdate("SF", "SF1", None, tuple(p))], actor=system)
                for p in pushes]
     assert [(r.scans_added, r.duplicates) for r in results] == [(2, 0), (1, 1), (1, 2)]
+    assert OrderNumberSequence.objects.count() == serials  # applying scans never hands out order numbers
     assert states(shipment) == [(0, "picked_up"), (30, "in_transit"), (60, "in_transit"), (90, "out_for_delivery")]
     timeline = OrderEvent.objects.filter(order=order, kind__startswith="tracking_").order_by("occurred_at", "id")
     assert [e.data["state"] for e in timeline] == ["picked_up", "in_transit", "in_transit", "out_for_delivery"]
+    assert [e.data["scan"] for e in timeline] == [t.pk for t in shipment.tracking_events.all()]
+    assert all(e.is_public and e.to_status == "" and e.source == "system" for e in timeline)
     shipment.refresh_from_db()
     assert shipment.status == "in_transit" and shipment.last_scan_at == T0 + timedelta(minutes=90)
 
