@@ -247,8 +247,8 @@ def apply_tracking(*, shipment_id: int, update: TrackingUpdate, actor: Actor,
         result.transitions.append(f"{shipment.pk}:shipped")
 
     # 4. Then the parcel's state.
-    _move(order, shipment, target, at=at, actor=actor, note=(final or newest).description if (final or newest) else "",
-          result=result)
+    note = update.note or ((final or newest).description if (final or newest) else "")
+    _move(order, shipment, target, at=at, actor=actor, note=note, result=result)
     shipment.save()
     return result
 

@@ -58,6 +58,7 @@ class TrackingUpdate:
     scans: tuple[Scan, ...] = ()
     provider_carrier: str = ""  # the provider's own code (ShipperCode / com)
     raw: dict = field(default_factory=dict, compare=False)
+    note: str = ""  # the provider's own words about the parcel (e.g. why it stopped tracking it)
 
 
 @dataclass(frozen=True)

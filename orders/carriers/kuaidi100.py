@@ -108,7 +108,13 @@ def parse_push(form: dict[str, str]) -> list[TrackingUpdate]:
     last = data.get("lastResult")
     if not isinstance(last, dict):
         raise CarrierError("快递100推送缺少 lastResult")
-    return [_update(last)]
+    update = _update(last)
+    if data.get("status") == "abort" and update.state not in (T.DELIVERED, T.RETURNED):
+        # Kuaidi100 gave up on the parcel ("3天查询无记录" / "60天无变化"): someone must look.
+        from dataclasses import replace
+
+        update = replace(update, state=T.EXCEPTION, note=f"快递100 停止跟踪: {data.get('message') or 'abort'}")
+    return [update]
 
 
 def verify_push(form: dict[str, str], *, accounts) -> object:

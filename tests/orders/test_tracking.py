@@ -196,3 +196,14 @@ def test_a_delivered_scan_ends_the_journey_even_when_it_arrives_behind_a_newer_s
     order.refresh_from_db()
     assert (shipment.status, order.status) == ("delivered", "delivered")
     assert shipment.delivered_at == T0 + timedelta(minutes=200)
+
+
+def test_a_provider_giving_up_flags_the_parcel_with_its_reason(system):
+    order, shipment = shipped(system)
+    shipping.record_tracking(updates=[TrackingUpdate("SF", "SF1", None, (scan(0, "picked_up"),))], actor=system)
+    shipping.record_tracking(updates=[TrackingUpdate("SF", "SF1", "exception", (), note="快递100 停止跟踪: 60天无变化")],
+                             actor=system)
+    shipment.refresh_from_db()
+    assert (shipment.status, shipment.exception_flag, shipment.exception_note) == (
+        "exception", True, "快递100 停止跟踪: 60天无变化")
+    assert "60天无变化" in OrderEvent.objects.get(order=order, kind="shipment_exception").message

@@ -91,3 +91,12 @@ def test_query_request():
 
 def test_push_ack():
     assert kuaidi100.push_ack({}, ok=True) == {"result": True, "returnCode": "200", "message": "成功"}
+
+
+def test_an_aborted_subscription_reads_as_an_exception_unless_the_parcel_arrived():
+    last = {"nu": "N1", "com": "yuantong", "state": "0", "data": []}
+    param = json.dumps({"status": "abort", "message": "3天查询无记录", "lastResult": last}, ensure_ascii=False)
+    [update] = kuaidi100.parse_push({"param": param})
+    assert (update.state, update.note) == ("exception", "快递100 停止跟踪: 3天查询无记录")
+    param = json.dumps({"status": "abort", "message": "60天无变化", "lastResult": {**last, "state": "3"}})
+    assert kuaidi100.parse_push({"param": param})[0].state == "delivered"
