@@ -564,3 +564,5 @@ class UserAdmin(auth_admin.UserAdmin):
 from orders import admin_sync  # noqa: E402,F401  (sync health list, "sync now" on shops)
 from orders import admin_ingest  # noqa: E402,F401 — customer merges (issue 14, ingest)
 from orders import admin_stockpush  # noqa: E402,F401  stock back to channels (issue 14)
+
+from orders import shipping_admin  # noqa: E402,F401  shipments, scans, the carrier push inbox

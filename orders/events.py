@@ -90,12 +90,16 @@ def order_packed(*, order: Order, from_status: str, actor: Actor, at: datetime |
 
 
 def order_shipped(*, order: Order, from_status: str, actor: Actor, warehouse_name: str = "", warehouse_code: str = "",
-                  carrier: str = "", tracking_number: str = "", at: datetime | None = None) -> OrderEvent:
+                  carrier: str = "", tracking_number: str = "", shipments: list[int] | None = None,
+                  at: datetime | None = None) -> OrderEvent:
+    """The shipments (`orders.Shipment`) hold carrier and tracking number; the event keeps a
+    copy of both because the customer's wording shows them."""
     kind = K.PARTIALLY_SHIPPED if order.status == "partially_shipped" else K.SHIPPED
     where = f"{warehouse_name} " if warehouse_name else ""
     return _record(order=order, kind=kind, actor=actor, from_status=from_status, at=at,
                    message=f"{where}已发货" + (f",{carrier} {tracking_number}" if tracking_number else ""),
-                   data={"warehouse": warehouse_code or None, "carrier": carrier, "tracking_number": tracking_number})
+                   data={"warehouse": warehouse_code or None, "carrier": carrier, "tracking_number": tracking_number,
+                         "shipments": list(shipments or [])})
 
 
 def order_delivered(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
@@ -190,3 +194,52 @@ def refund_requested(*, order: Order, actor: Actor, platform_status: str = "", a
 def refund_closed(*, order: Order, actor: Actor, at: datetime | None = None) -> OrderEvent:
     return _record(order=order, kind=K.REFUND_CLOSED, actor=actor, at=at, to_status="",
                    message="平台退款申请已关闭")
+
+
+# --- carrier tracking (orders.shipping) --------------------------------------------------------
+TRACKING_KINDS = {
+    "picked_up": K.TRACKING_PICKED_UP, "in_transit": K.TRACKING_IN_TRANSIT,
+    "out_for_delivery": K.TRACKING_OUT_FOR_DELIVERY, "delivered": K.TRACKING_DELIVERED,
+    "exception": K.TRACKING_EXCEPTION, "returned": K.TRACKING_RETURNED,
+}
+
+
+def tracking_scan(*, order: Order, actor: Actor, shipment_id: int, state: str, carrier_name: str,
+                  tracking_number: str, description: str, scan_id: int, at: datetime) -> OrderEvent:
+    """One carrier scan on the customer's timeline: the fixed wording of its state plus the
+    carrier's name and the tracking number. The carrier's text (which may name couriers and
+    their phones) is the internal message only, with phone numbers masked."""
+    return OrderEvent.objects.create(**tracking_scan_fields(
+        order=order, actor=actor, shipment_id=shipment_id, state=state, carrier_name=carrier_name,
+        tracking_number=tracking_number, description=description, scan_id=scan_id, at=at))
+
+
+def tracking_scan_fields(*, order: Order, actor: Actor, shipment_id: int, state: str, carrier_name: str,
+                         tracking_number: str, description: str, scan_id: int, at: datetime) -> dict:
+    """`tracking_scan`'s row, unsaved (many scans are written in one bulk insert)."""
+    from orders.carriers.base import mask_phones
+
+    return event_fields(order=order, kind=TRACKING_KINDS[state], actor=actor, at=at, to_status="",
+                        message=f"{carrier_name} {tracking_number}: {mask_phones(description)}",
+                        data={"carrier": carrier_name, "tracking_number": tracking_number, "state": state,
+                              "shipment": shipment_id, "scan": scan_id})
+
+
+def shipment_exception(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str,
+                       at: datetime | None = None) -> OrderEvent:
+    """Internal: the carrier reports a problem with a parcel; staff follow it up."""
+    from orders.carriers.base import mask_phones
+
+    return _record(order=order, kind=K.SHIPMENT_EXCEPTION, actor=actor, at=at, to_status="",
+                   message=f"包裹 {tracking_number} 异常: {mask_phones(note)}",
+                   data={"shipment": shipment_id, "tracking_number": tracking_number})
+
+
+def shipment_returned(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str = "",
+                      at: datetime | None = None) -> OrderEvent:
+    """Internal: a parcel went back to the sender (退回/退签)."""
+    from orders.carriers.base import mask_phones
+
+    return _record(order=order, kind=K.SHIPMENT_RETURNED, actor=actor, at=at, to_status="",
+                   message=f"包裹 {tracking_number} 已退回" + (f": {mask_phones(note)}" if note else ""),
+                   data={"shipment": shipment_id, "tracking_number": tracking_number})

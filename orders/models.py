@@ -320,6 +320,16 @@ class EventKind(models.TextChoices):
     PLATFORM_CANCELLED = "platform_cancelled", _("平台已取消(已发货)")
     REFUND_REQUESTED = "refund_requested", _("买家申请退款")
     REFUND_CLOSED = "refund_closed", _("退款申请已关闭")
+    # Carrier scans (orders.shipping): one public kind per normalized state, plus the
+    # internal ones staff act on.
+    TRACKING_PICKED_UP = "tracking_picked_up", _("快递已揽收")
+    TRACKING_IN_TRANSIT = "tracking_in_transit", _("运输中")
+    TRACKING_OUT_FOR_DELIVERY = "tracking_out_for_delivery", _("派送中")
+    TRACKING_DELIVERED = "tracking_delivered", _("快递已签收")
+    TRACKING_EXCEPTION = "tracking_exception", _("快递异常")
+    TRACKING_RETURNED = "tracking_returned", _("快递退回")
+    SHIPMENT_EXCEPTION = "shipment_exception", _("包裹异常")
+    SHIPMENT_RETURNED = "shipment_returned", _("包裹退回")
 
 
 # What the customer reads for each public kind: a fixed wording, plus only the safe data
@@ -338,6 +348,14 @@ PUBLIC_WORDING = {
     EventKind.RETURNED: _("已退货退款"),
     EventKind.ADDRESS_CHANGED: _("收货地址已更新"),
     EventKind.REFUND_REQUESTED: _("退款申请已收到,正在处理"),
+    # Carrier scans: the carrier's own text may name couriers and their phone numbers, so
+    # the customer reads a fixed wording per state (the staff see the scan text).
+    EventKind.TRACKING_PICKED_UP: _("快递已揽收"),
+    EventKind.TRACKING_IN_TRANSIT: _("包裹运输中"),
+    EventKind.TRACKING_OUT_FOR_DELIVERY: _("快递员正在派送"),
+    EventKind.TRACKING_DELIVERED: _("包裹已签收"),
+    EventKind.TRACKING_EXCEPTION: _("包裹运输异常,客服正在跟进"),
+    EventKind.TRACKING_RETURNED: _("包裹已退回"),
 }
 # The only event data a customer may see, and how it reads.
 PUBLIC_DATA = {"carrier": _("快递公司"), "tracking_number": _("运单号")}
@@ -646,3 +664,189 @@ class StockAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku_id}/{self.country}: {self.available} < {self.threshold}"
+
+
+# === Shipments and carrier tracking (orders.shipping, orders.carriers) ======================
+class ShipmentStatus(models.TextChoices):
+    CREATED = "created", _("已建包裹")
+    PICKED = "picked", _("已拣货")
+    PACKED = "packed", _("已打包")
+    SHIPPED = "shipped", _("已揽收")
+    IN_TRANSIT = "in_transit", _("运输中")
+    DELIVERED = "delivered", _("已签收")
+    EXCEPTION = "exception", _("异常")
+    RETURNED = "returned", _("已退回")
+
+
+class TrackingState(models.TextChoices):
+    """A carrier scan, normalized across carriers (`orders.carriers`)."""
+
+    PICKED_UP = "picked_up", _("已揽收")
+    IN_TRANSIT = "in_transit", _("运输中")
+    OUT_FOR_DELIVERY = "out_for_delivery", _("派送中")
+    DELIVERED = "delivered", _("已签收")
+    EXCEPTION = "exception", _("异常")
+    RETURNED = "returned", _("已退回")
+
+
+class TrackingProvider(models.TextChoices):
+    """Who tells us where a parcel is: a tracking aggregator, or the local sandbox."""
+
+    KDNIAO = "kdniao", _("快递鸟")
+    KUAIDI100 = "kuaidi100", _("快递100")
+    SANDBOX = "sandbox", _("沙箱快递")
+
+
+SH = ShipmentStatus
+SHIPMENT_AWAY = [SH.SHIPPED, SH.IN_TRANSIT, SH.EXCEPTION]  # with the carrier, not yet at the end
+
+
+class CarrierAccount(models.Model):
+    """Credentials at a tracking provider. KDNiao: EBusinessID + AppKey (signs queries and
+    pushes). Kuaidi100: customer + key (queries) and the salt given at subscription (pushes)."""
+
+    provider = models.CharField(_("服务商"), max_length=20, choices=TrackingProvider.choices)
+    account_id = models.CharField(_("商户 ID"), max_length=64, blank=True,
+                                  help_text=_("快递鸟 EBusinessID;快递100 customer"))
+    app_key = models.CharField(_("密钥"), max_length=200, blank=True, help_text=_("快递鸟 AppKey;快递100 key"))
+    salt = models.CharField(_("推送签名 salt"), max_length=200, blank=True, help_text=_("快递100 订阅推送的 salt"))
+    api_url = models.URLField(_("接口地址"), blank=True, help_text=_("留空 = 官方地址"))
+    is_default = models.BooleanField(_("默认查询渠道"), default=False, help_text=_("新包裹通过此服务商查询轨迹"))
+    is_active = models.BooleanField(_("启用"), default=True)
+
+    class Meta:
+        verbose_name = _("物流查询账号")
+        verbose_name_plural = pgettext_lazy("plural", "物流查询账号")
+        constraints = [models.UniqueConstraint(fields=["provider", "account_id"], name="uniq_carrier_account")]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} {self.account_id}".strip()
+
+
+class Shipment(ConcurrentTransitionMixin, models.Model):
+    """One parcel of an order from one warehouse. Its status follows the carrier's scans;
+    the order's status follows its shipments (`orders.shipping`)."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="shipments", verbose_name=_("订单"))
+    warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="shipments", verbose_name=_("发货仓"))
+    carrier = models.CharField(_("快递公司"), max_length=20, blank=True, help_text=_("快递公司编码,如 SF、YTO"))
+    tracking_number = models.CharField(_("运单号"), max_length=40, blank=True, db_index=True)
+    provider = models.CharField(_("轨迹服务商"), max_length=20, choices=TrackingProvider.choices,
+                                default=TrackingProvider.SANDBOX)
+    status = FSMField(_("状态"), max_length=20, choices=ShipmentStatus.choices, default=SH.CREATED, protected=True,
+                      db_index=True)
+    exception_flag = models.BooleanField(_("异常标记"), default=False)
+    exception_note = models.CharField(_("异常说明"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("创建时间"), default=timezone.now)
+    shipped_at = models.DateTimeField(_("揽收时间"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("签收时间"), null=True, blank=True)
+    last_scan_at = models.DateTimeField(_("最新轨迹时间"), null=True, blank=True)
+    next_poll_at = models.DateTimeField(_("下次查询"), null=True, blank=True, db_index=True)
+    poll_failures = models.PositiveIntegerField(_("连续查询失败"), default=0)
+    updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("包裹")
+        verbose_name_plural = pgettext_lazy("plural", "包裹")
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["carrier", "tracking_number"]), models.Index(fields=["status", "next_poll_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.carrier} {self.tracking_number}".strip() or f"#{self.pk}"
+
+    # --- transitions: state only ---------------------------------------------------------
+    @transition(field=status, source=SH.CREATED, target=SH.PICKED, permission="orders.pack_order")
+    def pick(self):
+        """Goods picked from the shelves."""
+
+    @transition(field=status, source=[SH.CREATED, SH.PICKED], target=SH.PACKED, permission="orders.pack_order")
+    def pack(self):
+        """Packed, waiting for the carrier."""
+
+    @transition(field=status, source=[SH.CREATED, SH.PICKED, SH.PACKED], target=SH.SHIPPED,
+                permission="orders.ship_order")
+    def ship(self):
+        """Handed to the carrier (a person said so, or the carrier's first scan)."""
+
+    @transition(field=status, source=[SH.SHIPPED, SH.EXCEPTION], target=SH.IN_TRANSIT, permission="orders.ship_order")
+    def move(self):
+        """A scan on the way (also clears an exception state when the parcel moves again)."""
+
+    @transition(field=status, source=[SH.SHIPPED, SH.IN_TRANSIT], target=SH.EXCEPTION, permission="orders.ship_order")
+    def flag_exception(self):
+        """The carrier reports a problem (问题件)."""
+
+    @transition(field=status, source=SHIPMENT_AWAY, target=SH.DELIVERED, permission="orders.deliver_order")
+    def deliver(self):
+        """Signed for."""
+
+    @transition(field=status, source=SHIPMENT_AWAY, target=SH.RETURNED, permission="orders.ship_order")
+    def mark_returned(self):
+        """Came back to the sender (退回/退签)."""
+
+
+class ShipmentLine(models.Model):
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="lines", verbose_name=_("包裹"))
+    order_line = models.ForeignKey(OrderLine, on_delete=models.PROTECT, related_name="shipment_lines",
+                                   verbose_name=_("订单行"))
+    quantity = models.PositiveIntegerField(_("数量"))
+
+    class Meta:
+        verbose_name = _("包裹商品")
+        verbose_name_plural = pgettext_lazy("plural", "包裹商品")
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="shipment_line_quantity_positive")]
+
+
+class TrackingEvent(models.Model):
+    """One carrier scan of a shipment, in the carrier's own time; duplicates (same key) are dropped."""
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="tracking_events",
+                                 verbose_name=_("包裹"))
+    occurred_at = models.DateTimeField(_("轨迹时间"), db_index=True)
+    description = models.CharField(_("轨迹描述"), max_length=500, blank=True)
+    location = models.CharField(_("地点"), max_length=200, blank=True)
+    state = models.CharField(_("状态"), max_length=20, choices=TrackingState.choices)
+    carrier_state = models.CharField(_("快递状态码"), max_length=20, blank=True)
+    key = models.CharField(_("去重键"), max_length=64)
+    raw = models.JSONField(_("原始报文"), default=dict, blank=True)
+    received_at = models.DateTimeField(_("接收时间"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("物流轨迹")
+        verbose_name_plural = pgettext_lazy("plural", "物流轨迹")
+        ordering = ["occurred_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["shipment", "key"], name="uniq_tracking_event_key")]
+
+    def __str__(self) -> str:
+        return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.description}"
+
+
+class CarrierPush(models.Model):
+    """Durable inbox of carrier pushes: the raw body is stored (after its signature checked
+    out) before anything is processed; processing is idempotent and may be retried."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("已接收")
+        PROCESSED = "processed", _("已处理")
+        FAILED = "failed", _("处理失败")
+
+    provider = models.CharField(_("服务商"), max_length=20, choices=TrackingProvider.choices)
+    account = models.ForeignKey(CarrierAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                verbose_name=_("账号"))
+    body = models.TextField(_("原始报文"))
+    status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    attempts = models.PositiveIntegerField(_("处理次数"), default=0)
+    error = models.TextField(_("错误"), blank=True)
+    result = models.JSONField(_("处理结果"), default=dict, blank=True)
+    received_at = models.DateTimeField(_("接收时间"), default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(_("处理时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("物流推送")
+        verbose_name_plural = pgettext_lazy("plural", "物流推送")
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} #{self.pk}"

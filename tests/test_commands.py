@@ -63,6 +63,8 @@ def test_setup_schedules_twice_keeps_one_row_per_job():
     out = StringIO()
     call_command("setup_schedules", stdout=out)
     assert Schedule.objects.count() == len(first) == len(SCHEDULES)
+    assert {"reservation expiry", "stock short retry", "inventory audit", "carrier tracking poll",
+            "carrier push retry"} <= set(first)
     assert {name: (s.pk, s.next_run) for name, s in _schedules().items()} == first
     assert out.getvalue().count("unchanged") == len(SCHEDULES)
 

@@ -147,6 +147,22 @@ def reset_logins(*, password: str, webhook_secret: str) -> None:
         if role is not None:
             user.groups.add(Group.objects.get(name=roles.group_name(role)))
     Shop.objects.filter(code__in=SHOP_CODES).update(webhook_secret=webhook_secret)
+    _carrier_accounts(webhook_secret)
+
+
+DEMO_KDNIAO_ID = "1109259"  # the EBusinessID of KDNiao's published push example
+DEMO_KUAIDI100_CUSTOMER = "DEMO-KUAIDI100"
+
+
+def _carrier_accounts(secret: str) -> None:
+    """Tracking accounts for pushes: the secret is the KDNiao AppKey and the Kuaidi100 salt.
+    Neither is the default poller, so demo parcels are tracked by the sandbox carrier."""
+    from orders.models import CarrierAccount
+
+    CarrierAccount.objects.update_or_create(provider="kdniao", account_id=DEMO_KDNIAO_ID,
+                                            defaults={"app_key": secret, "is_active": True})
+    CarrierAccount.objects.update_or_create(provider="kuaidi100", account_id=DEMO_KUAIDI100_CUSTOMER,
+                                            defaults={"app_key": secret, "salt": secret, "is_active": True})
 
 
 def _shops_and_warehouses(webhook_secret: str) -> None:

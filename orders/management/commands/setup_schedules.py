@@ -42,6 +42,18 @@ SCHEDULES: list[dict] = [
         "schedule_type": Schedule.MINUTES,
         "minutes": 1,
     },
+    {
+        "name": "carrier tracking poll",
+        "func": "orders.tracking_tasks.poll_shipments",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 5,
+    },
+    {
+        "name": "carrier push retry",
+        "func": "orders.tracking_tasks.retry_failed_pushes",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 15,
+    },
 ]
 
 def _spec(entry: dict) -> dict:
