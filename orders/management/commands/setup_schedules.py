@@ -28,6 +28,12 @@ SCHEDULES: list[dict] = [
         "schedule_type": Schedule.CRON,
         "cron": "30 2 * * *",  # nightly at 02:30 (TIME_ZONE)
     },
+    {
+        "name": "webhook inbox retry",
+        "func": "orders.webhook_tasks.retry_webhook_events",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
 ]
 
 def _spec(entry: dict) -> dict:
