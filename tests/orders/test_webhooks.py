@@ -429,3 +429,39 @@ def test_the_retry_schedule_is_registered_every_minute():
     schedule = Schedule.objects.get(name="webhook inbox retry")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
         "orders.webhook_tasks.retry_webhook_events", Schedule.MINUTES, 1)
+
+
+# --- at the same moment (PostgreSQL) ---------------------------------------------------------------
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_same_delivery_arriving_eight_times_at_once_is_one_row_and_one_effect(monkeypatch):
+    from tests.concurrency import run_together
+
+    ShopFactory(code="us-shopify", platform=Platform.SHOPIFY, webhook_secret=SECRET)
+    calls = []
+    monkeypatch.setattr(webhook_tasks, "_ingest", lambda event, payloads: calls.append(event.pk) or "created=1")
+    raw = order_body()
+    outcomes = run_together([lambda i=i: post(raw, webhook_id=f"delivery-{i % 2}") for i in range(8)])
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    answers = [response for _, response in outcomes]
+    assert {r.status_code for r in answers} == {200}
+    assert sorted(r.json()["status"] for r in answers) == ["duplicate"] * 7 + ["stored"]
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.duplicates, calls) == (WebhookStatus.DONE, 7, [event.pk])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_taking_the_same_event_at_once_process_it_once(monkeypatch):
+    from tests.concurrency import run_together
+
+    ShopFactory(code="us-shopify", platform=Platform.SHOPIFY, webhook_secret=SECRET)
+    calls = []
+    monkeypatch.setattr(webhook_tasks, "_ingest", lambda event, payloads: calls.append(event.pk) or "created=1")
+    monkeypatch.setattr("orders.webhooks.enqueue_processing", lambda pk: None)  # the workers below take it
+    post(order_body())
+    pk = WebhookEvent.objects.get().pk
+    outcomes = run_together([lambda: webhook_tasks.process_webhook_event(pk) for _ in range(4)])
+    assert sorted(value for _, value in outcomes) == ["done", "skipped", "skipped", "skipped"]
+    assert calls == [pk]
