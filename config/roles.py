@@ -75,6 +75,7 @@ ROLES: dict[str, dict] = {
             "inventory.add_skumapping", "inventory.change_skumapping", "inventory.delete_skumapping",
             "inventory.add_routingrule", "inventory.change_routingrule", "inventory.delete_routingrule",
             "inventory.receive_stock", "inventory.adjust_stock", "inventory.confirm_reservation",
+            "orders.undo_customermerge",  # only a supervisor splits customers merged across platforms
         ],
     },
 }

@@ -228,3 +228,32 @@ class RoutingRule(models.Model):
             validate(self.conditions)
         except ConditionError as exc:
             raise ValidationError({"conditions": str(exc)}) from exc
+
+
+class RoutingVersion(models.Model):
+    """One row: a token that changes whenever a routing rule or a warehouse changes.
+
+    Each process caches the rules and warehouses it routes with (`inventory.allocation`)
+    and checks this token once per allocation; a different token means reload. The token
+    is random rather than a counter, so a rolled-back change followed by another change
+    can never bring back a token some process cached stale data under.
+    """
+
+    token = models.CharField(max_length=32, default="")
+
+    class Meta:
+        verbose_name = _("分仓配置版本")
+        verbose_name_plural = pgettext_lazy("plural", "分仓配置版本")
+
+    def __str__(self) -> str:
+        return self.token
+
+
+def bump_routing_version(**_kwargs) -> None:
+    """Invalidate every process's routing cache (call after changing rules or warehouses
+    without `save()`/`delete()`, e.g. a queryset `update()`; signals cover the rest)."""
+    import uuid
+
+    token = uuid.uuid4().hex
+    if not RoutingVersion.objects.filter(pk=1).update(token=token):
+        RoutingVersion.objects.update_or_create(pk=1, defaults={"token": token})

@@ -150,3 +150,43 @@ def skus_resolved(*, order: Order, actor: Actor, resolved: list[tuple[str, str]]
     parts = "、".join(f"{p} → {code}" for p, code in resolved)
     return _record(order=order, kind=K.SKUS_RESOLVED, actor=actor, at=at, to_status="",
                    message=f"SKU 映射已补齐: {parts}", data={"resolved": [list(r) for r in resolved]})
+
+
+# --- what the platform changes (orders.ingest) -------------------------------------------------
+# Messages name the fields that changed, never their values: receiver data is personal, and
+# the timeline is read by roles that see it masked.
+def platform_updated(*, order: Order, actor: Actor, fields: list[str], data: dict | None = None,
+                     at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.PLATFORM_UPDATED, actor=actor, at=at, to_status="",
+                   message="平台更新: " + "、".join(fields), data=data or {})
+
+
+def address_changed(*, order: Order, actor: Actor, fields: list[str], rerouted: bool = False,
+                    at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.ADDRESS_CHANGED, actor=actor, at=at, to_status="",
+                   message="平台修改收货信息(" + "、".join(fields) + ")" + (",已重新分仓" if rerouted else ""),
+                   data={"fields": fields, "rerouted": rerouted})
+
+
+def address_change_refused(*, order: Order, actor: Actor, fields: list[str], what: str = "收货信息",
+                           at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.ADDRESS_CHANGE_REFUSED, actor=actor, at=at, to_status="",
+                   message=f"订单已打包,平台修改的{what}未生效(" + "、".join(fields) + "),请人工联系买家或平台",
+                   data={"fields": fields, "what": what})
+
+
+def platform_cancelled(*, order: Order, actor: Actor, platform_status: str, at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.PLATFORM_CANCELLED, actor=actor, at=at, to_status="",
+                   message=f"平台已取消订单({platform_status}),但订单已发货,未取消,请跟进售后",
+                   data={"platform_status": platform_status})
+
+
+def refund_requested(*, order: Order, actor: Actor, platform_status: str = "", at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.REFUND_REQUESTED, actor=actor, at=at, to_status="",
+                   message="买家在平台申请退款/退货" + (f"({platform_status})" if platform_status else ""),
+                   data={"platform_status": platform_status})
+
+
+def refund_closed(*, order: Order, actor: Actor, at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.REFUND_CLOSED, actor=actor, at=at, to_status="",
+                   message="平台退款申请已关闭")

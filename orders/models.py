@@ -177,6 +177,15 @@ class Order(ConcurrentTransitionMixin, models.Model):
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
     raw = models.JSONField(_("原始报文"), default=dict, blank=True)
+    # What the platform says, kept apart from what staff type (`seller_note`): the seller's
+    # memo on the platform, the buyer's open refund request, and what needs a person's look
+    # because the platform changed something we could not apply (e.g. cancelled after
+    # shipment, address changed after packing). `platform_hash` fingerprints the last
+    # applied version, so an identical payload is recognised without a diff.
+    platform_memo = models.TextField(_("平台卖家备注"), blank=True)
+    refund_requested = models.BooleanField(_("平台退款申请中"), default=False)
+    platform_flags = models.JSONField(_("平台变更待处理"), default=list, blank=True)
+    platform_hash = models.CharField(_("平台版本指纹"), max_length=64, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("订单")
@@ -259,6 +268,9 @@ class OrderLine(models.Model):
     unit_price = models.DecimalField(_("单价"), max_digits=12, decimal_places=2, default=0)
     discount_amount = models.DecimalField(_("行优惠"), max_digits=12, decimal_places=2, default=0)
     is_gift = models.BooleanField(_("赠品"), default=False)
+    # The platform's own id of the line (Taobao oid, Shopify line_item id, PDD sku_id): a
+    # platform update is matched onto the stored lines by it.
+    platform_line_id = models.CharField(_("平台行 ID"), max_length=100, blank=True)
 
     class Meta:
         verbose_name = _("订单行")
@@ -296,6 +308,13 @@ class EventKind(models.TextChoices):
     RESERVATIONS_EXPIRED = "reservations_expired", _("备货预占过期")
     STOCK_CONFIRMED = "stock_confirmed", _("备货已确认")
     SKUS_RESOLVED = "skus_resolved", _("SKU 已重新匹配")
+    # Changes the platform sends (orders.ingest).
+    PLATFORM_UPDATED = "platform_updated", _("平台更新订单")
+    ADDRESS_CHANGED = "address_changed", _("收货地址已修改")
+    ADDRESS_CHANGE_REFUSED = "address_change_refused", _("平台改址未生效")
+    PLATFORM_CANCELLED = "platform_cancelled", _("平台已取消(已发货)")
+    REFUND_REQUESTED = "refund_requested", _("买家申请退款")
+    REFUND_CLOSED = "refund_closed", _("退款申请已关闭")
 
 
 # What the customer reads for each public kind: a fixed wording, plus only the safe data
@@ -312,6 +331,8 @@ PUBLIC_WORDING = {
     EventKind.COMPLETED: _("交易完成"),
     EventKind.CANCELLED: _("订单已取消"),
     EventKind.RETURNED: _("已退货退款"),
+    EventKind.ADDRESS_CHANGED: _("收货地址已更新"),
+    EventKind.REFUND_REQUESTED: _("退款申请已收到,正在处理"),
 }
 # The only event data a customer may see, and how it reads.
 PUBLIC_DATA = {"carrier": _("快递公司"), "tracking_number": _("运单号")}
@@ -391,6 +412,60 @@ class StaffProfile(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+# --- ingest (issue 14): customers across platforms ------------------------------------------
+class CustomerIdentity(models.Model):
+    """A stable platform identity of a customer, used when the phone is masked or encrypted:
+    the platform's buyer id (Taobao buyer_open_uid / nick, PDD open_address_id, Shopify
+    customer id …) or Taobao's OAID. One identity belongs to one customer."""
+
+    class Kind(models.TextChoices):
+        BUYER_ID = "buyer_id", _("平台买家 ID")
+        OAID = "oaid", _("淘宝 OAID")
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities", verbose_name=_("客户"))
+    platform = models.CharField(_("平台"), max_length=20, choices=Platform.choices)
+    kind = models.CharField(_("类型"), max_length=10, choices=Kind.choices)
+    value = models.CharField(_("标识"), max_length=200)
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("客户平台标识")
+        verbose_name_plural = pgettext_lazy("plural", "客户平台标识")
+        constraints = [models.UniqueConstraint(fields=["platform", "kind", "value"], name="uniq_customer_identity")]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.kind}"
+
+
+class CustomerMerge(models.Model):
+    """Two customer rows found to be one person: `merged`'s orders and identities moved to
+    `kept` (listed in `moved`, so a supervisor can undo it). The merged row stays."""
+
+    kept = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", verbose_name=_("保留客户"))
+    merged = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", verbose_name=_("被合并客户"))
+    reason = models.CharField(_("原因"), max_length=255)
+    moved = models.JSONField(_("迁移内容"), default=dict, blank=True,
+                             help_text=_("orders / identities 的 id,保留客户新增的标签,被合并客户原手机号"))
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+", verbose_name=_("操作人"))
+    actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
+    source = models.CharField(_("来源"), max_length=20, choices=Source.CHOICES, default=Source.SYSTEM)
+    merged_at = models.DateTimeField(_("合并时间"), default=timezone.now)
+    undone_at = models.DateTimeField(_("撤销时间"), null=True, blank=True)
+    undone_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="+", verbose_name=_("撤销人"))
+    undone_by_label = models.CharField(_("撤销人"), max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = _("客户合并记录")
+        verbose_name_plural = pgettext_lazy("plural", "客户合并记录")
+        ordering = ["-merged_at", "-id"]
+        permissions = [("undo_customermerge", _("可撤销客户合并"))]
+
+    def __str__(self) -> str:
+        return f"#{self.merged_id} → #{self.kept_id}"
 
 
 # --- webhooks: the durable inbox (helper `webhooks`, issue 14) ------------------------------------

@@ -10,6 +10,8 @@ the portal all come through here.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable
@@ -22,10 +24,12 @@ from django_fsm import ConcurrentTransition, can_proceed
 from config import notify
 from config.actors import Actor, Source
 from config.errors import ConcurrentUpdate, ErrorCode, InvalidInput, NotFound, NotPermitted, TransitionNotAllowed
+from inventory import allocation
 from inventory import services as inventory
+from inventory.conditions import region_of
 from inventory.models import Reservation, Sku, SkuMapping, Warehouse
 from orders import events
-from orders.models import Customer, HoldReason, Order, OrderLine, OrderStatus, Shop, new_order_number
+from orders.models import Customer, HoldReason, Order, OrderEvent, OrderLine, OrderStatus, Shop, new_order_number
 from orders.platforms.base import NormalizedOrder
 from orders.transitions import ACTIONS, PERSON_HOLD_REASONS, action
 
@@ -251,6 +255,50 @@ def order_pay(*, order: Order, actor: Actor, at: datetime | None = None) -> Orde
     return _data_hold(order, actor, at)
 
 
+# --- allocation -----------------------------------------------------------------------------
+# `inventory.allocation` plans and reserves; this side locks the orders, turns each into
+# demands plus a routing context, runs the FSM transition and records the outcome.
+def _routing_context(order: Order, lines: list[OrderLine]) -> allocation.RoutingContext:
+    """The fields routing conditions test (`inventory.conditions.FIELDS`), for the whole order."""
+    mapped = [line for line in lines if line.sku_id]
+    return allocation.RoutingContext(
+        country=order.country,
+        fields={
+            "province": order.province, "city": order.city, "district": order.district, "address": order.address,
+            "region": region_of(order.province), "country": order.country,
+            "channel": order.shop.platform, "shop": order.shop.code,
+            "sku": [line.sku.code for line in mapped],
+            "sku_category": [line.sku.category for line in mapped if line.sku.category],
+            "tags": list(order.tags or []), "amount": order.paid_amount, "member_level": order.member_level,
+            "is_vip": order.is_vip, "is_presale": order.is_presale,
+        },
+        sku_codes={line.sku_id: line.sku.code for line in mapped},
+        sku_categories={line.sku_id: line.sku.category for line in mapped if line.sku.category},
+    )
+
+
+def _allocation_request(order: Order, lines: list[OrderLine]) -> allocation.AllocationRequest:
+    return allocation.AllocationRequest(
+        order_id=order.pk, reference=order.number, context=_routing_context(order, lines),
+        demands=[allocation.Demand(line.pk, line.sku_id, line.quantity) for line in lines],
+    )
+
+
+def _data_blocker(lines: list[OrderLine]) -> tuple[str, str] | None:
+    """(hold reason, note) when the lines cannot be allocated at all, else None."""
+    if not lines:
+        return HoldReason.NO_LINES, "订单没有商品行"
+    if any(line.sku_id is None for line in lines):
+        return HoldReason.SKU_UNMAPPED, "存在未映射的 SKU"
+    return None
+
+
+def _allocated_data(result: allocation.AllocationResult) -> dict:
+    return {"warehouses": [w.code for w in result.warehouses],
+            "reservations": [[line_id, warehouse.code, qty] for line_id, warehouse, qty in result.placements],
+            "rules": {str(k): v for k, v in result.rules.items()}}
+
+
 @transaction.atomic
 def order_allocate(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
     """Reserve stock by the routing rules. Short stock or an unmapped SKU puts the order
@@ -260,26 +308,166 @@ def order_allocate(*, order: Order, actor: Actor, at: datetime | None = None) ->
     at = at or timezone.now()
     # Read the lines (with their SKUs) once: the checks below and the allocation share them.
     lines = list(order.lines.select_related("sku"))
-    if not lines:
-        return _hold_locked(order, actor=actor, reason=HoldReason.NO_LINES, note="订单没有商品行", at=at)
-    if any(line.sku_id is None for line in lines):
-        return _hold_locked(order, actor=actor, reason=HoldReason.SKU_UNMAPPED, note="存在未映射的 SKU", at=at)
-    result = inventory.allocate_order(order=order, actor=actor, at=at, lines=lines)
+    blocker = _data_blocker(lines)
+    if blocker:
+        return _hold_locked(order, actor=actor, reason=blocker[0], note=blocker[1], at=at)
+    result = allocation.allocate(_allocation_request(order, lines), actor=actor, at=at)
     if not result.ok:
         return _hold_locked(order, actor=actor, reason=HoldReason.STOCK_SHORT, note=result.shortage_text(), at=at)
     from_status = order.status
     order.allocate()
     order.hold_reason, order.hold_note = "", ""
     _save(order, ["status", "hold_reason", "hold_note"])
-    events.order_allocated(
-        order=order, from_status=from_status, actor=actor, at=at,
-        warehouse_names=[w.name for w in result.warehouses],
-        data={"warehouses": [w.code for w in result.warehouses],
-              "reservations": [[r.order_line_id, r.stock_level.warehouse.code, r.quantity] for r in result.reservations],
-              "rules": {str(k): v for k, v in result.rules.items()}},
-    )
+    events.order_allocated(order=order, from_status=from_status, actor=actor, at=at,
+                           warehouse_names=[w.name for w in result.warehouses], data=_allocated_data(result))
     _after_commit(order, "allocated")
     return order
+
+
+@dataclass
+class BulkAllocation:
+    """What a batch did, by order id (each list in id order)."""
+
+    allocated: list[int] = field(default_factory=list)
+    held: list[int] = field(default_factory=list)  # went on hold (stock short, or a data reason)
+    unchanged: list[int] = field(default_factory=list)  # not in a state to allocate, or missing, or still short
+
+
+RETRY_NOTE = "库存已到,自动重新分仓"
+
+
+def _released_message(note: str, released: int = 0) -> str:
+    """`events.order_released`'s message (the bulk path builds the row itself)."""
+    message = "解除挂起" + (f": {note}" if note else "")
+    if released:
+        message += f";释放不完整的预占 {released} 件,待重新分仓"
+    return message
+
+
+def _allocate_batch(order_ids: list[int], actor: Actor, at: datetime | None, *, retry: bool) -> BulkAllocation:
+    """The batch in one transaction (see `order_allocate_bulk`). With `retry`, the orders are
+    ones held for short stock: those that can now be covered are released and allocated,
+    the others stay exactly as they were."""
+    at = at or timezone.now()
+    outcome = BulkAllocation()
+    ids = sorted(set(order_ids))
+    # Lock the orders in id order (one statement), then read every line in one query.
+    orders = list(Order.objects.select_for_update(of=("self",)).select_related("shop")
+                  .filter(pk__in=ids).order_by("pk"))
+    outcome.unchanged.extend(sorted(set(ids) - {o.pk for o in orders}))
+    lines: dict[int, list[OrderLine]] = {o.pk: [] for o in orders}
+    for line in OrderLine.objects.filter(order_id__in=lines).select_related("sku").order_by("order_id", "id"):
+        lines[line.order_id].append(line)
+    if retry:
+        holding = set(Reservation.objects.filter(order_line__order_id__in=lines, status=Reservation.Status.ACTIVE)
+                      .values_list("order_line__order_id", flat=True))
+    ready: list[Order] = []
+    for order in orders:
+        if retry:
+            fit = (order.status == OrderStatus.ON_HOLD and order.hold_reason == HoldReason.STOCK_SHORT
+                   and order.pk not in holding and _data_blocker(lines[order.pk]) is None)
+        else:
+            fit = can_proceed(order.allocate)
+        if not fit:
+            outcome.unchanged.append(order.pk)
+            continue
+        blocker = _data_blocker(lines[order.pk])
+        if blocker:  # rare: written one by one, exactly as the per-order service does
+            _hold_locked(order, actor=actor, reason=blocker[0], note=blocker[1], at=at)
+            outcome.held.append(order.pk)
+            continue
+        ready.append(order)
+    results = allocation.allocate_many([_allocation_request(o, lines[o.pk]) for o in ready], actor=actor, at=at)
+
+    # The real FSM transitions, in memory; then the writes in bulk.
+    new_events: list[OrderEvent] = []
+    allocated: list[Order] = []
+    held: dict[str, list[Order]] = defaultdict(list)  # hold note → orders
+    for order, result in zip(ready, results):
+        if retry and not result.ok:
+            outcome.unchanged.append(order.pk)
+            continue
+        if retry:
+            previous = order.hold_reason
+            order.release(to_allocated=False)
+            new_events.append(OrderEvent(**events.event_fields(
+                order=order, kind=OrderEvent.Kind.RELEASED, actor=actor, from_status=OrderStatus.ON_HOLD, at=at,
+                message=_released_message(RETRY_NOTE), data={"previous_reason": previous, "released_quantity": 0})))
+        from_status = order.status
+        if result.ok:
+            order.allocate()
+            order.hold_reason, order.hold_note = "", ""
+            new_events.append(OrderEvent(**events.event_fields(
+                order=order, kind=OrderEvent.Kind.ALLOCATED, actor=actor, from_status=from_status, at=at,
+                message=events.allocated_message([w.name for w in result.warehouses]), data=_allocated_data(result))))
+            allocated.append(order)
+        else:
+            note = result.shortage_text()
+            order.hold()
+            order.hold_reason, order.hold_note = HoldReason.STOCK_SHORT, note[:255]
+            new_events.append(OrderEvent(**events.event_fields(
+                order=order, kind=OrderEvent.Kind.HELD, actor=actor, from_status=from_status, at=at,
+                message=events.held_message(HoldReason.STOCK_SHORT, note), data={"reason": HoldReason.STOCK_SHORT})))
+            held[order.hold_note].append(order)
+    now = timezone.now()
+    source = OrderStatus.ON_HOLD if retry else OrderStatus.PAID
+    _bulk_status(allocated, source=source, now=now, status=OrderStatus.ALLOCATED, hold_reason="", hold_note="")
+    for note, group in held.items():
+        _bulk_status(group, source=source, now=now, status=OrderStatus.ON_HOLD, hold_reason=HoldReason.STOCK_SHORT,
+                     hold_note=note)
+    OrderEvent.objects.bulk_create(new_events)
+    label = str(HoldReason.STOCK_SHORT.label)
+    for order in allocated:
+        if retry:
+            _after_commit(order, "released")
+        _after_commit(order, "allocated")
+        outcome.allocated.append(order.pk)
+    for group in held.values():
+        for order in group:
+            _after_commit(order, "held", label)
+            outcome.held.append(order.pk)
+    for ids_ in (outcome.allocated, outcome.held, outcome.unchanged):
+        ids_.sort()
+    return outcome
+
+
+def _bulk_status(orders: list[Order], *, source: str, now: datetime, **values) -> None:
+    """One guarded UPDATE for orders moving from `source` to the same values; every row must
+    match (the rows are locked, so anything else is a bug, and rolls the batch back)."""
+    if not orders:
+        return
+    changed = Order.objects.filter(pk__in=[o.pk for o in orders], status=source).update(updated_at=now, **values)
+    if changed != len(orders):
+        raise ConcurrentUpdate(f"批量分仓: {len(orders)} 个订单中只有 {changed} 个仍为「{OrderStatus(source).label}」")
+    for order in orders:
+        order.updated_at = now
+
+
+@transaction.atomic
+def order_allocate_bulk(*, order_ids: list[int], actor: Actor, at: datetime | None = None) -> BulkAllocation:
+    """Allocate many paid orders in one transaction, with the same outcome per order as
+    `order_allocate` (reservations, ledger rows, events, hold reasons), for jobs and
+    ingestion; the admin and the API keep the per-order service.
+
+    Locks the orders in id order, then every candidate pool in one id-ordered
+    `SELECT … FOR UPDATE` (the locks, and their order, of the per-order path), plans each
+    order against stock shared by the batch (an order that falls short gives its takes
+    back and goes on hold), then writes in bulk. Orders not in `paid` are left unchanged.
+    """
+    if not actor.can(transition_permission("allocate")):
+        raise NotPermitted(f"{actor.label} 没有权限对订单「{ACTIONS['allocate'].label}」")
+    return _allocate_batch(list(order_ids), actor, at, retry=False)
+
+
+@transaction.atomic
+def order_retry_allocation_bulk(*, order_ids: list[int], actor: Actor, at: datetime | None = None) -> BulkAllocation:
+    """Orders held for short stock, retried in one transaction: each one the stock now
+    covers is released and allocated (the `released` and `allocated` events of
+    `order_release` + `order_allocate`); each one still short stays exactly as it was.
+    Orders holding some reservations are left unchanged (the per-order path handles them)."""
+    for name in ("release", "allocate"):
+        _require(actor, name)
+    return _allocate_batch(list(order_ids), actor, at, retry=True)
 
 
 def _hold_locked(order: Order, *, actor: Actor, reason: str, note: str = "", at: datetime | None = None) -> Order:

@@ -72,10 +72,12 @@ def retry_stock_short_orders(*, batch_size: int = 200) -> int:
 
     Every held order is considered on every run, in batches of `batch_size`: the ids are
     read once (cheap), then each batch is screened with two queries, so orders that are
-    permanently short never starve the ones behind them.
+    permanently short never starve the ones behind them, and the orders that pass are
+    retried together in one transaction (`order_retry_allocation_bulk`).
 
-    All or nothing per order: when the allocation would still fall short, the release is
-    rolled back as well, so a stuck order's timeline does not grow every few minutes.
+    All or nothing per order: an order the stock still does not cover is left exactly as
+    it was (no released/held pair), so a stuck order's timeline does not grow every few
+    minutes.
     """
     actor = Actor.system("stock_short_retry", source=Source.JOB)
     ids = list(
@@ -84,8 +86,15 @@ def retry_stock_short_orders(*, batch_size: int = 200) -> int:
     )
     allocated = 0
     for start in range(0, len(ids), batch_size):
-        for order_id in _coverable(ids[start:start + batch_size]):
-            allocated += _retry_one(order_id, actor)
+        batch = _coverable(ids[start:start + batch_size])
+        if not batch:
+            continue
+        try:
+            allocated += len(services.order_retry_allocation_bulk(order_ids=batch, actor=actor).allocated)
+        except DomainError as exc:  # the batch rolled back as a whole: try its orders one by one
+            logger.warning("stock short retry: batch of %d fell back to one by one: %s", len(batch), exc)
+            for order_id in batch:
+                allocated += _retry_one(order_id, actor)
     if allocated:
         logger.info("stock short retry: %d order(s) allocated", allocated)
     return allocated

@@ -39,7 +39,7 @@ from urllib.parse import quote
 from orders.platforms._intl_parsing import TokenCursor, header, iso_utc
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage, PlatformError
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
-from orders.platforms.parsing import ParseError, first, parse_time, to_bool, to_decimal, to_int, to_money, to_str
+from orders.platforms.parsing import ParseError, first, parse_time, required_id, to_bool, to_decimal, to_int, to_money, to_str
 
 ENDPOINTS = {
     "na": "https://sellingpartnerapi-na.amazon.com",
@@ -135,6 +135,7 @@ def normalize_order(order: dict, items: list[dict] | None = None, address: dict 
                     raw: dict | None = None) -> NormalizedOrder:
     """One Amazon order (getOrders/getOrder) and its items (getOrderItems) → NormalizedOrder."""
     status = to_str(order.get("OrderStatus"))
+    address = address or order.get("ShippingAddress") or {}
     lines, goods, discount, shipping = [], Decimal("0.00"), Decimal("0.00"), Decimal("0.00")
     buyer_cancel, cancel_reasons, gift = False, [], False
     for item in items or []:
@@ -158,8 +159,6 @@ def normalize_order(order: dict, items: list[dict] | None = None, address: dict 
             platform_line_id=to_str(item.get("OrderItemId")),
             refund_status=BUYER_CANCEL if cancelled_by_buyer else "",
         ))
-    if not items:
-        discount = Decimal("0.00")
     total = order.get("OrderTotal") or {}
     channel = to_str(order.get("FulfillmentChannel"))
     tags = [f"marketplace:{to_str(order.get('MarketplaceId'))}"] if to_str(order.get("MarketplaceId")) else []
@@ -178,7 +177,7 @@ def normalize_order(order: dict, items: list[dict] | None = None, address: dict 
     street = " ".join(to_str(address.get(k)) for k in ("AddressLine1", "AddressLine2", "AddressLine3")
                       if to_str(address.get(k)))
     return NormalizedOrder(
-        platform_order_id=to_str(order.get("AmazonOrderId")), lines=lines, platform_status=status,
+        platform_order_id=required_id(order.get("AmazonOrderId"), "AmazonOrderId"), lines=lines, platform_status=status,
         paid=status in PAID, currency=to_str(total.get("CurrencyCode")) or "USD",
         goods_amount=goods, discount_amount=discount, shipping_fee=shipping, paid_amount=_money(total),
         buyer_name=to_str(buyer.get("BuyerName")),
@@ -252,22 +251,19 @@ class AmazonAdapter(AdapterBase):
     def parse_list_response(self, body: dict, *, cursor: str = "", status: int = 200,
                             headers: Mapping[str, str] | None = None) -> OrderPage:
         """getOrders → OrderPage (raw payloads are the bare orders; fetch their items before
-        normalizing). The run's upper bound is the ``LastUpdatedBefore`` / ``CreatedBefore``
-        Amazon answers with; without it, the newest ``LastUpdateDate`` seen."""
+        normalizing). The next run starts at the ``LastUpdatedBefore`` / ``CreatedBefore``
+        Amazon answered with, or the newest ``LastUpdateDate`` seen if later (minus 2 minutes)."""
         error = error_from_response(status, body, headers)
         if error:
             raise error
         payload = body.get("payload", body)
         orders = list(payload.get("Orders") or [])
-        c = self._cursor(cursor).seen(*(parse_time(o.get("LastUpdateDate")) for o in orders))
-        bound = first(payload.get("LastUpdatedBefore"), payload.get("CreatedBefore"))
+        bound = parse_time(first(payload.get("LastUpdatedBefore"), payload.get("CreatedBefore")))
+        # The bound Amazon answered up to (first page) is carried in the cursor to the last page.
+        c = self._cursor(cursor).seen(bound, *(parse_time(o.get("LastUpdateDate")) for o in orders))
         token = to_str(payload.get("NextToken"))
         if token:
             return OrderPage(orders=orders, next_cursor=str(c.next_page(token)), has_more=True)
-        if bound is not None:
-            upper = parse_time(bound)
-            return OrderPage(orders=orders, next_cursor=str(TokenCursor(max(c.since, upper - OVERLAP))),
-                             has_more=False)
         return OrderPage(orders=orders, next_cursor=str(c.next_run(overlap=OVERLAP)), has_more=False)
 
     def parse_items_response(self, body: dict, *, status: int = 200,

@@ -41,7 +41,7 @@ from urllib.parse import parse_qs, urlsplit
 from orders.platforms._intl_parsing import TokenCursor, header, iso_utc
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, Credentials, PlatformRequest, PlatformTransition as T, utc_now
-from orders.platforms.parsing import first, parse_time, to_bool, to_int, to_money, to_str
+from orders.platforms.parsing import first, parse_time, required_id, to_bool, to_int, to_money, to_str
 
 API_VERSION = "2024-07"
 HMAC_HEADER = "X-Shopify-Hmac-Sha256"
@@ -211,10 +211,12 @@ class ShopifyAdapter(AdapterBase):
         the page counts as the last one). Errors: ``{"errors": …}`` or a 4xx/5xx status."""
         errors = body.get("errors") if isinstance(body, dict) else None
         if status >= 400 or errors:
-            retry_after = to_str(header(headers, "Retry-After"))
+            try:
+                retry_after = float(header(headers, "Retry-After"))
+            except ValueError:  # absent or not in seconds; Shopify's REST bucket leaks 2 calls/s
+                retry_after = 1.0 if status == 429 else None
             raise self.error(status if status >= 400 else "errors", _error_text(errors),
-                             retryable=status == 429 or status >= 500,
-                             retry_after=float(retry_after) if retry_after else (2.0 if status == 429 else None))
+                             retryable=status == 429 or status >= 500, retry_after=retry_after)
         orders = list(body.get("orders") or [])
         c = self._cursor(cursor).seen(*(parse_time(o.get("updated_at")) for o in orders))
         token = next_page_info(header(headers, "Link"))
@@ -244,6 +246,8 @@ class ShopifyAdapter(AdapterBase):
             return T.CANCEL.value
         if financial == "refunded" and fulfillment in ("unfulfilled", "restocked"):
             return T.CANCEL.value  # all money back before anything left: nothing to ship
+        if financial == "refunded":
+            return T.REFUNDED.value  # all money back after it left (a return)
         if fulfillment == "fulfilled":
             return T.SHIP.value
         if fulfillment == "partial":
@@ -308,7 +312,7 @@ class ShopifyAdapter(AdapterBase):
         transition = self.status_transition(status)
         placed_at = parse_time(o.get("created_at"))
         return NormalizedOrder(
-            platform_order_id=to_str(o.get("id")), lines=lines, platform_status=status, paid=paid,
+            platform_order_id=required_id(o.get("id"), "id"), lines=lines, platform_status=status, paid=paid,
             currency=currency,
             goods_amount=first(_money(o, "total_line_items_price"), _money(o, "subtotal_price")) or Decimal("0.00"),
             discount_amount=_money(o, "total_discounts") or Decimal("0.00"), shipping_fee=shipping,

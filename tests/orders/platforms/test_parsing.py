@@ -113,3 +113,35 @@ def test_region_table_is_in_the_repo():
     assert "shared" not in str(REGIONS_FILE.resolve().relative_to(REGIONS_FILE.resolve().parents[3]))
     assert len(regions()) == 31
     assert '"_licence": "WTFPL"' in REGIONS_FILE.read_text(encoding="utf-8")
+
+
+def test_codes_lose_documentation_labels():
+    from orders.platforms.parsing import code
+
+    assert code("fixed(一口价)") == "fixed" and code("SUCCESS(退款成功)") == "SUCCESS" and code(105) == "105"
+
+
+@pytest.mark.parametrize("value, protected", [
+    ("1380000****", True), ("张**", True), ("~AgAAAAFx3Vd2wMsRuQBv~1~", True), ("$AgAAAAFx3VcRuQBvBS0=$1$", True),
+    ("#AgAAAAFx3Vd2wMsRuQBv#1#", True), ("13800000000", False), ("张三", False), ("", False), (None, False),
+])
+def test_is_protected(value, protected):
+    from orders.platforms.parsing import is_protected
+
+    assert is_protected(value) is protected
+
+
+def test_required_id():
+    from orders.platforms.parsing import required_id
+
+    assert required_id(452790065331038) == "452790065331038"
+    with pytest.raises(ParseError):
+        required_id("  ")
+
+
+def test_missing_shared_fixtures_skip_with_the_reason(monkeypatch, tmp_path):
+    from tests.orders.platforms import shared
+
+    monkeypatch.setattr(shared, "FIXTURES", tmp_path / "nowhere")
+    with pytest.raises(pytest.skip.Exception, match="../shared/fixtures beside the repo"):
+        shared.load("taobao/trade_fullinfo_get.jdp_push_row.json")

@@ -165,3 +165,14 @@ def test_backfill_uses_trades_sold_get_by_creation_time():
     assert p["method"] == "taobao.trades.sold.get"
     assert (p["start_created"], p["end_created"], p["page_size"]) == ("2024-01-01 08:00:00", "2024-01-02 08:00:00", "40")
     assert "start_modified" not in p
+
+
+def test_hmac_sign_methods_follow_the_documented_construction():
+    import hashlib
+    import hmac
+
+    params = {"b": "2", "a": "1", "sign": "x", "empty": ""}
+    assert sign(params, "s", "hmac") == hmac.new(b"s", b"a1b2", hashlib.md5).hexdigest().upper()
+    assert sign(params, "s", "hmac-sha256") == hmac.new(b"s", b"a1b2", hashlib.sha256).hexdigest().upper()
+    with pytest.raises(ValueError):
+        sign(params, "s", "sha1")
