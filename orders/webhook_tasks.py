@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from config.actors import Actor, Source
+from config.actors import Actor
 from orders.models import Platform, WebhookEvent, WebhookStatus
 
 logger = logging.getLogger(__name__)
@@ -49,8 +49,11 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(minutes=2 ** max(1, attempts))
 
 
-def webhook_actor() -> Actor:
-    return Actor.system("webhook", Source.PLATFORM)
+def webhook_actor(shop) -> Actor:
+    """Platform traffic acts as the shop (as sync and ``manage.py ingest`` do)."""
+    from orders.ingest import platform_actor
+
+    return platform_actor(shop)
 
 
 def payloads_of(event: WebhookEvent) -> list[dict] | None:
@@ -69,28 +72,27 @@ def payloads_of(event: WebhookEvent) -> list[dict] | None:
         doc = json.loads(event.body)
     except ValueError as exc:  # stored bodies were JSON; kept for hand-edited rows
         raise WebhookProcessingError(f"body is not JSON: {exc}") from None
+    from orders.ingest import payloads_from_document
+
     try:
-        from orders.ingest import payloads_from_document
-    except ImportError:  # pragma: no cover - until orders.ingest has it
-        payloads_from_document = None
-    if payloads_from_document is not None:
-        try:
-            return list(payloads_from_document(event.shop, doc))
-        except ValueError as exc:
-            raise WebhookProcessingError(str(exc)) from None
-    if isinstance(doc, dict):
-        return [doc]
-    return [p for p in doc if isinstance(p, dict)]
+        return [p for p in payloads_from_document(event.shop, doc)]
+    except ValueError as exc:
+        raise WebhookProcessingError(str(exc)) from None
 
 
 def _ingest(event: WebhookEvent, payloads: list[dict]) -> str:
     from orders.ingest import ingest_payloads
 
-    report = ingest_payloads(shop=event.shop, payloads=payloads, actor=webhook_actor())
+    if not payloads:
+        raise WebhookProcessingError("no order in the body")
+    report = ingest_payloads(shop=event.shop, payloads=payloads, actor=webhook_actor(event.shop))
     summary = f"created={report.created} updated={report.updated} unchanged={report.unchanged}"
     if report.failed:
+        # Orders of this event that did go in stay in; a retry finds them unchanged.
         reasons = "; ".join(f"#{position}: {reason}" for position, reason in report.failures)
         raise WebhookProcessingError(f"{summary} failed={report.failed}: {reasons}")
+    if getattr(report, "allocation_errors", None):  # stored; allocation is retried by its own job
+        summary += f" allocation_errors={len(report.allocation_errors)}"
     return summary
 
 

@@ -15,21 +15,25 @@ import hashlib
 import hmac
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import time_machine
 from django.core.handlers.wsgi import WSGIRequest
+from django.db import OperationalError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from config.actors import Source
+from inventory.models import StockLevel
 from orders import webhook_tasks
-from orders.models import Order, Platform, WebhookEvent, WebhookStatus
+from orders.models import EventKind, HoldReason, Order, OrderStatus, Platform, WebhookEvent, WebhookStatus
 from orders.platforms.shopify import verify_webhook
 from orders.webhooks import orderhub_signature, platform_hook, verify_orderhub_signature
-from tests.factories import ShopFactory, staff
+from tests.factories import ShopFactory, SkuFactory, SkuMappingFactory, WarehouseFactory, staff, stock
 
 pytestmark = pytest.mark.django_db
 
@@ -429,6 +433,137 @@ def test_the_retry_schedule_is_registered_every_minute():
     schedule = Schedule.objects.get(name="webhook inbox retry")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
         "orders.webhook_tasks.retry_webhook_events", Schedule.MINUTES, 1)
+
+
+
+# --- end to end: hook → inbox → task → adapter → orders.ingest ----------------------------------------
+
+def shopify_order():
+    return Order.objects.get(platform_order_id="450789469")
+
+
+def test_a_shopify_order_webhook_becomes_the_order(shop, django_capture_on_commit_callbacks):
+    response = deliver(django_capture_on_commit_callbacks, order_body(), topic="orders/create")
+    assert response.status_code == 200
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.attempts, event.result) == (WebhookStatus.DONE, 1, "created=1 updated=0 unchanged=0")
+    order = shopify_order()
+    assert order.shop == shop and order.currency == "USD"
+    assert (order.paid_amount, order.goods_amount) == (Decimal("409.94"), Decimal("398.00"))
+    assert list(order.lines.values_list("platform_line_id", "quantity", "unit_price")) == [
+        ("466157049", 1, Decimal("199.00")), ("518995019", 1, Decimal("199.00")), ("703073504", 1, Decimal("199.00"))]
+    assert order.platform_updated_at == datetime(2008, 1, 10, 16, 0, tzinfo=UTC)
+    # Paid (authorized) but its SKUs are not mapped here: stored and held with the reason.
+    assert (order.status, order.hold_reason) == (OrderStatus.ON_HOLD, HoldReason.SKU_UNMAPPED)
+    created = order.events.get(kind=EventKind.CREATED)
+    assert (created.source, created.actor_label) == (Source.PLATFORM, shop.code)
+
+
+def test_a_shopify_order_with_mapped_skus_in_stock_is_allocated(shop, django_capture_on_commit_callbacks):
+    warehouse = WarehouseFactory(code="la", country="US")
+    for line in ORDER["line_items"]:
+        sku = SkuFactory(code=line["sku"])
+        SkuMappingFactory(shop=shop, sku=sku, platform_sku_id=str(line["variant_id"]))
+        stock(warehouse, sku, 5)
+    deliver(django_capture_on_commit_callbacks, order_body(), topic="orders/create")
+    order = shopify_order()
+    assert order.status == OrderStatus.ALLOCATED
+    assert set(StockLevel.objects.filter(warehouse=warehouse).values_list("reserved", flat=True)) == {1}
+
+
+def test_a_duplicate_delivery_is_one_order_and_one_inbox_row(shop, django_capture_on_commit_callbacks):
+    raw = order_body()
+    answers = [deliver(django_capture_on_commit_callbacks, raw, webhook_id=webhook_id)
+               for webhook_id in ("d-1", "d-1", "d-2", None)]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert [a.json()["status"] for a in answers] == ["stored", "duplicate", "duplicate", "duplicate"]
+    assert WebhookEvent.objects.count() == 1
+    assert Order.objects.count() == 1
+    assert shopify_order().events.filter(kind=EventKind.CREATED).count() == 1
+
+
+def test_an_older_update_arriving_late_never_overwrites_the_newer_one(shop, django_capture_on_commit_callbacks):
+    newer = order_body(updated_at="2008-01-12T09:00:00-05:00", note="请周末送达")
+    older = order_body(updated_at="2008-01-11T09:00:00-05:00", note="旧备注")
+    newest = order_body(updated_at="2008-01-13T09:00:00-05:00", note="改为工作日送达")
+    deliver(django_capture_on_commit_callbacks, newer, webhook_id="v2")
+    response = deliver(django_capture_on_commit_callbacks, older, webhook_id="v1")  # delivered late
+    assert response.status_code == 200
+    stale = WebhookEvent.objects.get(event_id="v1")
+    assert (stale.status, stale.result) == (WebhookStatus.DONE, "created=0 updated=0 unchanged=1")
+    order = shopify_order()
+    assert (order.buyer_note.splitlines()[0], order.platform_updated_at) == ("请周末送达", datetime(2008, 1, 12, 14, 0, tzinfo=UTC))
+    deliver(django_capture_on_commit_callbacks, newest, webhook_id="v3")
+    order.refresh_from_db()
+    assert (order.buyer_note.splitlines()[0], order.platform_updated_at) == ("改为工作日送达", datetime(2008, 1, 13, 14, 0, tzinfo=UTC))
+    assert WebhookEvent.objects.get(event_id="v3").result == "created=0 updated=1 unchanged=0"
+    assert Order.objects.count() == 1
+
+
+def test_an_orders_cancelled_webhook_cancels_the_order(shop, django_capture_on_commit_callbacks):
+    deliver(django_capture_on_commit_callbacks, order_body(), topic="orders/create", webhook_id="c-1")
+    cancelled = order_body(updated_at="2008-01-10T12:00:00-05:00", cancelled_at="2008-01-10T12:00:00-05:00",
+                           cancel_reason="customer", financial_status="voided")
+    deliver(django_capture_on_commit_callbacks, cancelled, topic="orders/cancelled", webhook_id="c-2")
+    assert shopify_order().status == OrderStatus.CANCELLED
+
+
+def test_a_taobao_push_signed_with_the_orderhub_scheme_becomes_the_order(django_capture_on_commit_callbacks):
+    ShopFactory(code="tb", platform=Platform.TAOBAO, webhook_secret="tb-secret")
+    raw = (FIXTURES / "taobao" / "trade_fullinfo_get.jdp_push_row.json").read_bytes()  # the real row, as sent
+    signature = hmac.new(b"tb-secret", raw, hashlib.sha256).hexdigest()
+    path = url("taobao", "tb")
+    with django_capture_on_commit_callbacks(execute=True):
+        bad = Client().post(path, data=raw, content_type="application/json",
+                            headers={"X-OrderHub-Signature": signature[:-1] + "0"})
+        response = Client().post(path, data=raw, content_type="application/json",
+                                 headers={"X-OrderHub-Signature": signature, "X-OrderHub-Event-Id": "jdp-1",
+                                          "X-OrderHub-Topic": "trade"})
+    assert (bad.status_code, response.status_code) == (401, 200)
+    event = WebhookEvent.objects.get()
+    assert (event.event_id, event.topic, event.status) == ("jdp-1", "trade", WebhookStatus.DONE)
+    order = Order.objects.get(platform_order_id="452790065331038")
+    assert order.paid_amount == Decimal("13.80")
+
+
+def test_a_payload_the_adapter_refuses_fails_with_the_reason(shop, django_capture_on_commit_callbacks):
+    raw = json.dumps({"id": 1, "line_items": "not a list"}).encode()
+    deliver(django_capture_on_commit_callbacks, raw)
+    event = WebhookEvent.objects.get()
+    assert event.status == WebhookStatus.FAILED
+    assert event.last_error.startswith("created=0 updated=0 unchanged=0 failed=1: #1: ")
+    assert Order.objects.count() == 0
+
+
+def test_an_event_failed_by_the_upsert_is_replayed_from_the_admin_into_the_order(
+        shop, settings, django_capture_on_commit_callbacks, monkeypatch):
+    from orders import ingest
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    real_upsert = ingest.upsert_order
+
+    def database_down(**kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(ingest, "upsert_order", database_down)
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        deliver(django_capture_on_commit_callbacks, order_body())
+    with time_machine.travel(start + timedelta(minutes=3), tick=False):
+        webhook_tasks.retry_webhook_events()
+    event = WebhookEvent.objects.get()
+    assert (event.status, event.attempts) == (WebhookStatus.DEAD, 2)
+    assert "OperationalError: could not connect to server" in event.last_error
+    assert not Order.objects.exists()
+
+    monkeypatch.setattr(ingest, "upsert_order", real_upsert)  # the database is back
+    client = Client()
+    client.force_login(staff("supervisor"))
+    client.post(reverse(CHANGELIST), {"action": "replay_selected", "_selected_action": [event.pk]})
+    event.refresh_from_db()
+    assert (event.status, event.result, event.replayed_by) == (
+        WebhookStatus.DONE, "created=1 updated=0 unchanged=0", "supervisor")
+    assert shopify_order().paid_amount == Decimal("409.94")
 
 
 # --- at the same moment (PostgreSQL) ---------------------------------------------------------------
