@@ -174,6 +174,20 @@ def store_event(*, shop: Shop, raw_body: bytes, headers: Mapping[str, str]) -> R
     return Receipt(event, duplicate=False)
 
 
+_broker = None
+
+
+def _get_broker():
+    """One broker per process: django-q2 makes a new one (a new Redis connection) per
+    `async_task` otherwise, which costs a connect on every webhook answer."""
+    global _broker
+    if _broker is None:
+        from django_q.brokers import get_broker
+
+        _broker = get_broker()
+    return _broker
+
+
 def enqueue_processing(event_pk: int) -> None:
     """Hand the event to a worker. If the broker is down the row stays ``received`` and the
     retry sweep takes it after `UNCLAIMED_GRACE_SECONDS`: the sender is answered either way."""
@@ -181,7 +195,7 @@ def enqueue_processing(event_pk: int) -> None:
         from django_q.tasks import async_task
 
         async_task("orders.webhook_tasks.process_webhook_event", event_pk,
-                   task_name=f"webhook-{event_pk}", group="webhooks")
+                   task_name=f"webhook-{event_pk}", group="webhooks", broker=_get_broker())
     except Exception:  # noqa: BLE001 - the inbox row is the durable copy
         logger.exception("webhook %s: could not enqueue; the retry sweep will pick it up", event_pk)
 
