@@ -194,8 +194,10 @@ def enqueue_processing(event_pk: int) -> None:
     try:
         from django_q.tasks import async_task
 
+        # save=False: the inbox row is the record of the outcome; a saved success per webhook
+        # would also make the monitor prune the success table (a locked scan) every time.
         async_task("orders.webhook_tasks.process_webhook_event", event_pk,
-                   task_name=f"webhook-{event_pk}", group="webhooks", broker=_get_broker())
+                   task_name=f"webhook-{event_pk}", group="webhooks", save=False, broker=_get_broker())
     except Exception:  # noqa: BLE001 - the inbox row is the durable copy
         logger.exception("webhook %s: could not enqueue; the retry sweep will pick it up", event_pk)
 

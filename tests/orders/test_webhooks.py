@@ -65,7 +65,7 @@ def inline_tasks(monkeypatch):
     def run_now(func, *args, **kwargs):
         module, name = func.rsplit(".", 1)
         target = getattr(__import__(module, fromlist=[name]), name)
-        for key in [k for k in kwargs if k in ("task_name", "group", "hook", "q_options", "broker")]:
+        for key in [k for k in kwargs if k in ("task_name", "group", "hook", "q_options", "broker", "save")]:
             kwargs.pop(key)
         return target(*args, **kwargs)
 
