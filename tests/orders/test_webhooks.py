@@ -33,7 +33,7 @@ from orders import webhook_tasks
 from orders.models import EventKind, HoldReason, Order, OrderStatus, Platform, WebhookEvent, WebhookStatus
 from orders.platforms.shopify import verify_webhook
 from orders.webhooks import orderhub_signature, platform_hook, verify_orderhub_signature
-from tests.factories import ShopFactory, SkuFactory, SkuMappingFactory, WarehouseFactory, staff, stock
+from tests.factories import ShopFactory, SkuFactory, SkuMappingFactory, WarehouseFactory, scoped, staff, stock
 
 pytestmark = pytest.mark.django_db
 
@@ -434,6 +434,42 @@ def test_the_retry_schedule_is_registered_every_minute():
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (
         "orders.webhook_tasks.retry_webhook_events", Schedule.MINUTES, 1)
 
+
+
+
+def test_the_raw_body_shows_personal_data_only_to_who_may_see_it(shop, django_capture_on_commit_callbacks, monkeypatch):
+    monkeypatch.setattr(webhook_tasks, "_ingest", lambda event, payloads: "created=1")
+    deliver(django_capture_on_commit_callbacks, order_body())
+    change = reverse("admin:orders_webhookevent_change", args=[WebhookEvent.objects.get().pk])
+    pages = {}
+    for role in ("supervisor", "operations"):  # operations sees personal data masked
+        client = Client()
+        client.force_login(staff(role))
+        response = client.get(change)
+        assert response.status_code == 200
+        pages[role] = response.content.decode()
+    for personal in ("555-010-0199", "john.doe@example.com", "Example Street 1"):
+        assert personal in pages["supervisor"]
+        assert personal not in pages["operations"]
+    for business in ("IPOD2008GREEN", "409.94", "authorized"):
+        assert business in pages["operations"]
+
+
+def test_the_inbox_is_limited_to_the_persons_shops(shop, django_capture_on_commit_callbacks, monkeypatch):
+    monkeypatch.setattr(webhook_tasks, "_ingest", lambda event, payloads: "created=1")
+    deliver(django_capture_on_commit_callbacks, order_body())
+    event = WebhookEvent.objects.get()
+    other = ShopFactory(code="other-shop", platform=Platform.TAOBAO)
+    client = Client()
+    client.force_login(scoped(staff("operations"), shops=[other]))
+    assert event.event_id not in client.get(reverse(CHANGELIST)).content.decode()
+    assert client.get(reverse("admin:orders_webhookevent_change", args=[event.pk])).status_code == 404
+
+
+def test_who_sees_personal_data_masked_cannot_filter_the_inbox_by_the_body(shop):
+    client = Client()
+    client.force_login(staff("operations"))
+    assert client.get(reverse(CHANGELIST), {"body__contains": "555-010"}).status_code == 400
 
 
 # --- end to end: hook → inbox → task → adapter → orders.ingest ----------------------------------------
