@@ -585,4 +585,6 @@ if admin.site.is_registered(User):
 @admin.register(User)
 class UserAdmin(auth_admin.UserAdmin):
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
+
+from orders import admin_ingest  # noqa: E402,F401 — customer merges (issue 14, ingest)
 from orders import admin_webhooks  # noqa: E402,F401  (webhook inbox)

@@ -28,6 +28,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from rapidfuzz import fuzz
 
@@ -83,12 +84,14 @@ def identity_keys(platform: str, data: NormalizedOrder) -> list[tuple[str, str, 
 
 
 def _known(keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], CustomerIdentity]:
-    found = {}
+    """The stored identities among `keys` (one query), in the order of `keys`."""
+    if not keys:
+        return {}
+    query = Q()
     for platform, kind, value in keys:
-        row = CustomerIdentity.objects.filter(platform=platform, kind=kind, value=value).select_related("customer").first()
-        if row is not None:
-            found[(platform, kind, value)] = row
-    return found
+        query |= Q(platform=platform, kind=kind, value=value)
+    rows = {(r.platform, r.kind, r.value): r for r in CustomerIdentity.objects.filter(query).select_related("customer")}
+    return {key: rows[key] for key in keys if key in rows}
 
 
 def _attach(customer: Customer, keys, known) -> None:
@@ -212,7 +215,9 @@ def match_customer(*, platform: str, data: NormalizedOrder, actor: Actor) -> Mat
         if by_identity is not None and by_identity.pk != customer.pk and not by_identity.phone:
             score = address_similarity(_order_address(data), _latest_address(by_identity))
             if score >= SIMILARITY_THRESHOLD:
-                merge = customer_merge(kept=customer, merged=by_identity, actor=actor,
+                # The matcher's decision: recorded under the actor when they may merge, else the system's.
+                merger = actor if actor.can(UNDO_PERMISSION) else Actor.system("customer_match", actor.source)
+                merge = customer_merge(kept=customer, merged=by_identity, actor=merger,
                                        reason=f"平台标识与手机号指向同一买家,地址相似度 {score:.0f}")
                 known = _known(keys)
     elif by_identity is not None:
@@ -222,11 +227,26 @@ def match_customer(*, platform: str, data: NormalizedOrder, actor: Actor) -> Mat
         if customer is None:
             if not keys:
                 return Match(None, "none")
-            customer, how = Customer.objects.create(phone="", name=name), "new"
-            known = {}
+            customer, how = _new_with_identity(name, keys), "new"
+            known = _known(keys)
     _attach(customer, keys, known)
     _tag(customer, platform)
     return Match(customer, how, merge)
+
+
+def _new_with_identity(name: str, keys) -> Customer:
+    """A phone-less customer known by the first identity. Race-safe: when a concurrent first
+    order of the same buyer inserted that identity first, its customer is the one."""
+    customer = Customer.objects.create(phone="", name=name)
+    platform, kind, value = keys[0]
+    try:
+        with transaction.atomic():
+            CustomerIdentity.objects.create(customer=customer, platform=platform, kind=kind, value=value)
+    except IntegrityError:
+        winner = CustomerIdentity.objects.select_related("customer").get(platform=platform, kind=kind, value=value).customer
+        customer.delete()
+        return winner
+    return customer
 
 
 # --- merge and undo -----------------------------------------------------------------------

@@ -39,12 +39,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.actors import Actor, Source
-from config.errors import DomainError, ErrorCode, InvalidInput
+from config.errors import DomainError, ErrorCode, InvalidInput, NotPermitted
 from inventory import services as inventory
 from inventory.models import Reservation
 from orders import customers, events, services
 from orders.models import HoldReason, Order, OrderLine, OrderStatus, Shop
 from orders.platforms.base import NormalizedLine, NormalizedOrder, PlatformError
+from orders.platforms.parsing import ParseError
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,8 @@ def _fresh(order: Order) -> Order:
 def upsert_order(*, shop: Shop, data: NormalizedOrder, actor: Actor, allocate: bool = True) -> UpsertResult:
     """Create or update the shop's order `data.platform_order_id` (see the module docstring).
     With `allocate`, a paid order is allocated right after (`ingest_payloads` batches that)."""
+    if not actor.can("orders.add_order"):
+        raise NotPermitted(f"{actor.label} 没有权限导入平台订单")
     if not data.platform_order_id:
         raise InvalidInput("缺少平台订单号")
     with transaction.atomic():
@@ -206,19 +209,21 @@ def _create(shop: Shop, data: NormalizedOrder, actor: Actor) -> UpsertResult:
     values = {"platform_memo": data.seller_note, "platform_hash": fingerprint(data)}
     if match.customer is not None and order.customer_id != match.customer.pk:
         values["customer"] = match.customer
+    if data.refund_requested:
+        values["refund_requested"] = True
     Order.objects.filter(pk=order.pk).update(**values)
-    stored = list(order.lines.order_by("id"))
-    for line, key in zip(stored, line_keys(data.lines)):
-        line.platform_line_id = key
-    OrderLine.objects.bulk_update(stored, ["platform_line_id"])
-    order = _fresh(order)
+    for name, value in values.items():
+        setattr(order, name, value)
+    if data.lines:
+        stored = list(order.lines.order_by("id"))
+        for line, key in zip(stored, line_keys(data.lines)):
+            line.platform_line_id = key
+        OrderLine.objects.bulk_update(stored, ["platform_line_id"])
     changes: list[str] = []
     if data.refund_requested:
-        Order.objects.filter(pk=order.pk).update(refund_requested=True)
         events.refund_requested(order=order, actor=actor, platform_status=data.platform_status)
         changes.append("refund_requested")
-    _apply_cancel(order, data, actor, changes)
-    order = _fresh(order)
+    order = _apply_cancel(order, data, actor, changes)
     if data.shipped and order.status in (S.PENDING_PAYMENT, S.PAID, S.ON_HOLD):
         # Shipped outside Order Hub (e.g. a backfill of old orders): reserving stock for it
         # would be wrong; a person looks at it.
@@ -232,16 +237,17 @@ def _wants_allocation(order: Order) -> bool:
     return order.status == S.PAID and FLAG_SHIPPED_ON_PLATFORM not in (order.platform_flags or [])
 
 
-def _apply_cancel(order: Order, data: NormalizedOrder, actor: Actor, changes: list[str]) -> None:
+def _apply_cancel(order: Order, data: NormalizedOrder, actor: Actor, changes: list[str]) -> Order:
     if not data.cancelled or order.status in (S.CANCELLED, S.RETURNED):
-        return
+        return order
     if order.status in SHIPPED_OR_LATER:
         if _flag(order, FLAG_CANCELLED_AFTER_SHIPMENT):
             events.platform_cancelled(order=order, actor=actor, platform_status=data.platform_status)
             changes.append(FLAG_CANCELLED_AFTER_SHIPMENT)
-        return
-    services.order_cancel(order=order, actor=actor, reason=f"平台已取消({data.platform_status})")
+        return order
+    order = services.order_cancel(order=order, actor=actor, reason=f"平台已取消({data.platform_status})")
     changes.append("cancelled")
+    return order
 
 
 def _update(order: Order, data: NormalizedOrder, actor: Actor) -> UpsertResult:
@@ -313,10 +319,16 @@ def _update(order: Order, data: NormalizedOrder, actor: Actor) -> UpsertResult:
             changes.append("address")
         if plan.any:
             kept = plan.apply(order)
-            if kept:
-                _flag(order, FLAG_LINE_REMOVED_KEPT)
             events.platform_updated(order=order, actor=actor, fields=["商品行"], data=plan.summary(kept))
             changes.append("lines")
+            if kept:
+                # Stock moved for a line the platform dropped: its rows stay (the ledger points at
+                # them), and the order waits for a person instead of reserving for it again.
+                _flag(order, FLAG_LINE_REMOVED_KEPT)
+                order = _fresh(order)
+                if order.status in (S.PAID, S.ALLOCATED):
+                    order = services.order_hold(order=order, actor=actor, reason=HoldReason.MANUAL,
+                                                note=f"平台删除了商品行 {', '.join(kept)},请人工处理")
 
     order = _fresh(order)
     # 3. The customer, when we did not know them yet (e.g. a decrypted phone arrives).
@@ -337,8 +349,7 @@ def _update(order: Order, data: NormalizedOrder, actor: Actor) -> UpsertResult:
             order = services.order_release(order=order, actor=actor, note="平台更新后商品行已完整")
             changes.append("released")
     order = _fresh(order)
-    _apply_cancel(order, data, actor, changes)
-    order = _fresh(order)
+    order = _apply_cancel(order, data, actor, changes)
     if data.refund_requested != order.refund_requested:
         Order.objects.filter(pk=order.pk).update(refund_requested=data.refund_requested)
         if data.refund_requested:
@@ -429,6 +440,10 @@ class _LinePlan:
 
 def _line_plan(order: Order, data: NormalizedOrder) -> _LinePlan:
     plan = _LinePlan(order.shop)
+    if not data.lines:
+        # A version without lines (a list answer that leaves them out) says nothing about them:
+        # stored lines are never dropped for it.
+        return plan
     stored = list(order.lines.select_related("sku").order_by("id"))
     by_key = {line.platform_line_id: line for line in stored if line.platform_line_id}
     unkeyed = [line for line in stored if not line.platform_line_id]
@@ -495,11 +510,21 @@ def allocate_orders(order_ids: list[int], *, actor: Actor) -> list[tuple[int, st
 def _reason(exc: Exception) -> str:
     if isinstance(exc, DomainError):
         return exc.message
-    if isinstance(exc, PlatformError):
+    if isinstance(exc, (PlatformError, ParseError)):
         return str(exc)
-    if isinstance(exc, (ValueError, KeyError, TypeError)):
-        return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _raise_envelope(adapter, payload: dict) -> None:
+    """A platform error envelope as a payload fails with the platform's code and message."""
+    check = getattr(adapter, "raise_for_error", None)
+    if check is not None:
+        check(payload)
+    errors = payload.get("errors")
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict) and len(payload) == 1:
+        first = errors[0]
+        raise PlatformError(getattr(adapter, "code", ""), str(first.get("code", "")),
+                            str(first.get("message", "")) + (f" ({first['details']})" if first.get("details") else ""))
 
 
 def ingest_payloads(*, shop: Shop, payloads: Iterable[dict], actor: Actor, adapter=None) -> IngestReport:
@@ -514,9 +539,7 @@ def ingest_payloads(*, shop: Shop, payloads: Iterable[dict], actor: Actor, adapt
         try:
             if not isinstance(payload, dict):
                 raise InvalidInput(f"不是订单对象({type(payload).__name__})")
-            check = getattr(adapter, "raise_for_error", None)
-            if check is not None:
-                check(payload)
+            _raise_envelope(adapter, payload)
             data = adapter.normalize(payload)
             result = upsert_order(shop=shop, data=data, actor=actor, allocate=False)
         except Exception as exc:  # noqa: BLE001 — one bad payload never loses its neighbours
@@ -537,17 +560,16 @@ def ingest_payloads(*, shop: Shop, payloads: Iterable[dict], actor: Actor, adapt
 
 # --- documents ----------------------------------------------------------------------------
 # Keys under which platforms put a list of orders (inside their *_response / payload / data).
-_LIST_KEYS = ("trades", "order_list", "orders", "Orders", "order_sn_list", "list", "shop_order_list")
-_SINGLE_KEYS = ("order",)
+_LIST_KEYS = ("trades", "order_list", "orders", "Orders", "order_sn_list", "orderInfoList", "shop_order_list", "list")
 
 
-def _list_in(doc: dict) -> bool:
-    containers = [doc] + [v for v in doc.values() if isinstance(v, dict)]
-    for container in containers:
-        for key in _LIST_KEYS:
-            value = container.get(key)
-            if isinstance(value, list) or (isinstance(value, dict) and isinstance(value.get("trade"), list)):
-                return True
+def _list_in(doc: dict, depth: int = 3) -> bool:
+    """Whether the document is a list answer (possibly empty): a known list key a few levels down."""
+    for key, value in doc.items():
+        if key in _LIST_KEYS and (isinstance(value, list) or (isinstance(value, dict) and isinstance(value.get("trade"), list))):
+            return True
+        if depth > 1 and isinstance(value, dict) and _list_in(value, depth - 1):
+            return True
     return False
 
 
@@ -561,15 +583,13 @@ def _unwrap(adapter, doc) -> list:
         return [doc]
     if set(doc) <= {"order"} and isinstance(doc.get("order"), dict):  # Shopify {"order": {...}}
         return [doc["order"]]
-    if _list_in(doc):
-        try:
-            page = adapter.parse_list_response(doc)
-        except PlatformError:
-            return [doc]  # the error envelope is the payload: it fails with the platform's words
-        except Exception:  # noqa: BLE001 — not this platform's list shape: one order
-            return [doc]
-        return list(page.orders)
-    return [doc]
+    if not _list_in(doc):
+        return [doc]  # one order or a single-order response: the adapter's normalize reads it
+    try:
+        page = adapter.parse_list_response(doc)
+    except Exception:  # noqa: BLE001 — an error envelope, or not this platform's list: one payload,
+        return [doc]  # which then fails with the platform's (or the parser's) words
+    return list(page.orders)
 
 
 def payloads_from_document(shop: Shop, doc) -> list:

@@ -126,7 +126,12 @@ def test_shopify_single_and_list_samples():
     listed = load("shopify/orders.list.json")
     assert len(payloads_from_document(shop, listed)) == 1
     report = ingest_payloads(shop=shop, payloads=payloads_from_document(shop, listed), actor=platform_actor(shop))
-    assert (report.created, report.updated, report.unchanged, report.failed) == (0, 0, 1, 0) or report.updated == 1
+    assert (report.created, report.updated, report.unchanged, report.failed) == (0, 1, 0, 0)
+    order.refresh_from_db()
+    assert order.platform_status == "partially_refunded/unfulfilled" and order.refund_requested is True
+    assert order.paid_amount == Decimal("598.94")
+    assert order.lines.count() == 3  # the list answer leaves line_items out: stored lines are kept
+    assert EventKind.REFUND_REQUESTED in kinds(order)
 
 
 # --- idempotency and versions -------------------------------------------------------------------
@@ -305,3 +310,114 @@ def test_adapter_for_uses_shop_credentials():
     shop = ShopFactory(code="tb2", platform=Platform.TAOBAO, app_key="k", app_secret="s", access_token="t")
     adapter = adapter_for(shop)
     assert (adapter.credentials.app_key, adapter.credentials.app_secret, adapter.credentials.access_token) == ("k", "s", "t")
+
+
+def test_upsert_allocates_a_paid_order_by_default(tb_world):
+    shop, suzhou, _tj, sku = tb_world
+    data = adapter_for(shop).normalize(tb_trade())
+    result = upsert_order(shop=shop, data=data, actor=platform_actor(shop))
+    assert result.outcome == "created" and result.order.status == OrderStatus.ALLOCATED
+    assert active_reservations(result.order) == [("suzhou", sku.code, 1)]
+    again = upsert_order(shop=shop, data=adapter_for(shop).normalize(tb_trade()), actor=platform_actor(shop))
+    assert again.outcome == "unchanged" and pool(suzhou, sku) == (10, 1)
+
+
+@pytest.mark.parametrize("role", ["customer_service", "warehouse", "finance", "operations", "supervisor"])
+def test_people_do_not_upsert_platform_orders(tb_world, role):
+    from config.errors import NotPermitted
+    from config.actors import Actor
+    from tests.factories import staff
+
+    shop, *_ = tb_world
+    with pytest.raises(NotPermitted):
+        upsert_order(shop=shop, data=adapter_for(shop).normalize(tb_trade()), actor=Actor.of(staff(role), Source.ADMIN))
+    assert not Order.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_deliveries_of_one_new_order_at_once_store_it_once():
+    from tests.concurrency import run_together
+
+    shop = ShopFactory(code="tb-race", platform=Platform.TAOBAO)
+    wh = WarehouseFactory(code="race-wh")
+    sku = SkuFactory(code="TX324A0212")
+    stock(wh, sku, 10)
+    payload = tb_trade(receiver_mobile="", buyer_open_uid="race-uid")  # masked buyer: the identity races too
+
+    def deliver():
+        return ingest_payloads(shop=shop, payloads=[payload], actor=platform_actor(shop)).summary()
+
+    outcomes = run_together([deliver, deliver])
+    assert all(kind == "ok" for kind, _ in outcomes), outcomes
+    assert sorted(value for _k, value in outcomes) == [
+        "created=0 updated=0 unchanged=1 failed=0", "created=1 updated=0 unchanged=0 failed=0"]
+    order = Order.objects.get(shop=shop)
+    assert order.status == OrderStatus.ALLOCATED and pool(wh, sku) == (10, 1)
+    from orders.models import Customer, CustomerIdentity
+
+    assert CustomerIdentity.objects.filter(value="race-uid").count() == 1
+    assert Customer.objects.count() == 1 and order.customer.identities.get().value == "race-uid"
+
+
+def test_quantity_change_while_allocated_reserves_again(tb_world):
+    shop, suzhou, _tj, sku = tb_world
+    ingest(shop, tb_trade())
+    more = tb_trade(modified="2013-11-10 18:00:00")
+    more["orders"]["order"][0]["num"] = 3
+    assert ingest(shop, more).updated == 1
+    order = Order.objects.get(shop=shop)
+    assert order.status == OrderStatus.ALLOCATED and order.lines.get().quantity == 3
+    assert active_reservations(order) == [("suzhou", sku.code, 3)] and pool(suzhou, sku) == (10, 3)
+
+
+def test_a_line_dropped_after_allocation_is_kept_and_the_order_waits(tb_world):
+    shop, suzhou, _tj, sku = tb_world
+    two = tb_trade()
+    two["orders"]["order"].append(dict(two["orders"]["order"][0], oid=777))
+    ingest(shop, two)
+    order = Order.objects.get(shop=shop)
+    assert order.status == OrderStatus.ALLOCATED and pool(suzhou, sku) == (10, 2)
+    ingest(shop, tb_trade(modified="2013-11-10 18:00:00"))  # only the first line now
+    order.refresh_from_db()
+    assert order.status == OrderStatus.ON_HOLD and order.hold_reason == HoldReason.MANUAL and "777" in order.hold_note
+    assert "line_removed_kept" in order.platform_flags and order.lines.count() == 2
+    assert pool(suzhou, sku) == (10, 0)
+
+
+def test_a_newer_version_with_mapped_skus_lifts_the_data_hold(tb_world):
+    shop, suzhou, _tj, sku = tb_world
+    unmapped = tb_trade()
+    unmapped["orders"]["order"][0].update({"outer_sku_id": "", "sku_id": "P-NEW"})
+    ingest(shop, unmapped)
+    order = Order.objects.get(shop=shop)
+    assert order.hold_reason == HoldReason.SKU_UNMAPPED
+    mapped = tb_trade(modified="2013-11-10 18:00:00")  # the seller fixed the SKU code on the platform
+    assert ingest(shop, mapped).updated == 1
+    order.refresh_from_db()
+    assert order.status == OrderStatus.ALLOCATED and active_reservations(order) == [("suzhou", sku.code, 1)]
+    assert [k for k in kinds(order) if k in (EventKind.RELEASED, EventKind.ALLOCATED)] == [
+        EventKind.RELEASED, EventKind.ALLOCATED]
+
+
+def test_refund_request_withdrawn_clears_the_flag(tb_world):
+    shop, *_ = tb_world
+    refund = tb_trade(modified="2013-11-10 19:00:00")
+    refund["orders"]["order"][0]["refund_status"] = "WAIT_SELLER_AGREE"
+    ingest(shop, refund)
+    assert Order.objects.get(shop=shop).refund_requested is True
+    closed = tb_trade(modified="2013-11-10 20:00:00")
+    closed["orders"]["order"][0]["refund_status"] = "CLOSED"
+    ingest(shop, closed)
+    order = Order.objects.get(shop=shop)
+    assert order.refund_requested is False and kinds(order)[-1] == EventKind.REFUND_CLOSED
+
+
+def test_payment_arrives_in_a_later_version(tb_world):
+    shop, suzhou, _tj, sku = tb_world
+    ingest(shop, tb_trade(status="WAIT_BUYER_PAY", pay_time=None, modified="2013-11-10 14:23:00"))
+    order = Order.objects.get(shop=shop)
+    assert order.status == OrderStatus.PENDING_PAYMENT and pool(suzhou, sku) == (10, 0)
+    ingest(shop, tb_trade())
+    order.refresh_from_db()
+    assert order.status == OrderStatus.ALLOCATED and order.paid_at == datetime(2013, 11, 10, 6, 30, tzinfo=UTC)
