@@ -126,17 +126,18 @@ class WebhookEventAdmin(OutOfScopeIs404Mixin, ReadOnlyAdminMixin, admin.ModelAdm
     @admin.action(description=_("重新处理(重放)"), permissions=("replay",))
     def replay_selected(self, request, queryset):
         try:
-            events = replay_events(events=list(queryset.order_by("pk")), actor=admin_actor(request))
+            result = replay_events(events=list(queryset.order_by("pk")), actor=admin_actor(request))
         except DomainError as exc:
             messages.error(request, exc.message)
             return
-        done = [e for e in events if e.status == WebhookStatus.DONE]
-        failed = [e for e in events if e.status != WebhookStatus.DONE]
+        done = [e for e in result.processed if e.status == WebhookStatus.DONE]
+        failed = [e for e in result.processed if e.status != WebhookStatus.DONE]
         if done:
             messages.success(request, gettext("已重新处理 %(count)d 个事件") % {"count": len(done)})
         for event in failed:
             messages.error(request, gettext("事件 %(id)s 仍失败:%(error)s") % {
                 "id": event.pk, "error": event.last_error[:300]})
-        skipped = queryset.count() - len(events)
-        if skipped:
-            messages.warning(request, gettext("%(count)d 个事件正在处理中,已跳过") % {"count": skipped})
+        if result.queued:
+            messages.info(request, gettext("另有 %(count)d 个事件已交给后台任务处理") % {"count": len(result.queued)})
+        if result.skipped:
+            messages.warning(request, gettext("%(count)d 个事件正在处理中,已跳过") % {"count": len(result.skipped)})

@@ -55,7 +55,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from config.actors import Actor
-from config.errors import NotPermitted
+from config.errors import NotFound, NotPermitted
 from orders.models import Platform, Shop, WebhookEvent, WebhookStatus
 
 logger = logging.getLogger(__name__)
@@ -202,25 +202,46 @@ def enqueue_processing(event_pk: int) -> None:
         logger.exception("webhook %s: could not enqueue; the retry sweep will pick it up", event_pk)
 
 
-def replay_events(*, events: Iterable[WebhookEvent], actor: Actor) -> list[WebhookEvent]:
-    """Process these events again now (failed, dead, or done ones after a fix such as a new SKU
-    mapping), with a fresh attempt budget. Only who may configure shops may replay. Returns
-    the events as they are afterwards; an event a worker is processing right now is skipped."""
+REPLAY_INLINE_LIMIT = 20  # processed in the admin request; more are queued for the workers
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    processed: list[WebhookEvent]  # processed now, as they are afterwards
+    queued: list[int]  # handed to the workers (beyond the inline limit)
+    skipped: list[int]  # being processed by a worker right now
+
+
+def replay_events(*, events: Iterable[WebhookEvent], actor: Actor,
+                  inline_limit: int = REPLAY_INLINE_LIMIT) -> ReplayResult:
+    """Process these events again (failed, dead, or done ones after a fix such as a new SKU
+    mapping or a corrected secret), each with a fresh attempt budget. Only who may configure
+    shops may replay, and only events of shops in their scope. The first ``inline_limit`` are
+    processed at once (the person sees the outcome); the rest are queued for the workers. An
+    event a worker is processing right now is skipped."""
     if not actor.can(REPLAY_PERMISSION):
         raise NotPermitted("没有重放 Webhook 事件的权限")
+    events = list(events)
+    if any(not actor.scope.allows_shop(event.shop_id) for event in events):
+        raise NotFound("Webhook 事件不存在")
     from orders.webhook_tasks import process_webhook_event
 
-    replayed = []
+    processed, queued, skipped = [], [], []
     for event in events:
         claimed = WebhookEvent.objects.filter(pk=event.pk).exclude(status=WebhookStatus.PROCESSING).update(
             status=WebhookStatus.RECEIVED, attempts=0, next_attempt_at=timezone.now(),
             replayed_by=actor.label[:150])
         if not claimed:
+            skipped.append(event.pk)
             continue
         logger.info("webhook %s replayed by %s", event.pk, actor.label)
-        process_webhook_event(event.pk)
-        replayed.append(WebhookEvent.objects.get(pk=event.pk))
-    return replayed
+        if len(processed) < inline_limit:
+            process_webhook_event(event.pk)
+            processed.append(WebhookEvent.objects.get(pk=event.pk))
+        else:
+            queued.append(event.pk)
+            transaction.on_commit(lambda pk=event.pk: enqueue_processing(pk))
+    return ReplayResult(processed, queued, skipped)
 
 
 # --- the view ------------------------------------------------------------------------------------

@@ -424,6 +424,43 @@ def test_replay_service_refuses_an_actor_without_the_permission(shop, actor_for)
         replay_events(events=[], actor=actor_for(staff("customer_service")))
 
 
+
+def test_a_large_replay_processes_the_first_events_at_once_and_queues_the_rest(
+        shop, settings, django_capture_on_commit_callbacks, monkeypatch, actor_for):
+    from orders.webhooks import replay_events
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    monkeypatch.setattr(webhook_tasks, "_ingest", FlakyIngest(failures=3))
+    for n in range(3):
+        deliver(django_capture_on_commit_callbacks, order_body(id=450789469 + n), webhook_id=f"big-{n}")
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {WebhookStatus.DEAD}
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        result = replay_events(events=WebhookEvent.objects.order_by("pk"), actor=actor_for(staff("supervisor")),
+                               inline_limit=2)
+    assert [e.status for e in result.processed] == [WebhookStatus.DONE, WebhookStatus.DONE]
+    last = WebhookEvent.objects.order_by("pk").last()
+    assert (result.queued, last.status, last.attempts) == ([last.pk], WebhookStatus.RECEIVED, 0)
+    for callback in queued:  # the workers take it
+        callback()
+    last.refresh_from_db()
+    assert last.status == WebhookStatus.DONE
+
+
+def test_replay_refuses_events_of_shops_outside_the_persons_scope(shop, settings, django_capture_on_commit_callbacks,
+                                                                   monkeypatch, actor_for):
+    from config.errors import NotFound
+    from orders.webhooks import replay_events
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 1
+    monkeypatch.setattr(webhook_tasks, "_ingest", FlakyIngest(failures=1))
+    deliver(django_capture_on_commit_callbacks, order_body())
+    other = ShopFactory(code="other-shop", platform=Platform.TAOBAO)
+    with pytest.raises(NotFound):
+        replay_events(events=WebhookEvent.objects.all(),
+                      actor=actor_for(scoped(staff("operations"), shops=[other])))
+    assert WebhookEvent.objects.get().status == WebhookStatus.DEAD
+
+
 def test_the_retry_schedule_is_registered_every_minute():
     from django_q.models import Schedule
 
