@@ -226,6 +226,8 @@ ORDERHUB = {
     # Time zone for order numbers and dates when a shop does not say otherwise.
     "DEFAULT_TIME_ZONE": os.environ.get("SHOP_TIME_ZONE") or "Asia/Shanghai",
 }
+# Platform webhooks (/hooks/<platform>/<shop>/): larger bodies are refused with 413 unread.
+WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES") or 1024 * 1024)
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

@@ -566,3 +566,4 @@ from orders import admin_ingest  # noqa: E402,F401 — customer merges (issue 14
 from orders import admin_stockpush  # noqa: E402,F401  stock back to channels (issue 14)
 
 from orders import shipping_admin  # noqa: E402,F401  shipments, scans, the carrier push inbox
+from orders import admin_webhooks  # noqa: E402,F401  (webhook inbox)

@@ -666,7 +666,8 @@ class StockAlert(models.Model):
         return f"{self.sku_id}/{self.country}: {self.available} < {self.threshold}"
 
 
-# === Shipments and carrier tracking (orders.shipping, orders.carriers) ======================
+# === Shipments and carrier tracking (orders.shipping, orders.carriers) ===============
+
 class ShipmentStatus(models.TextChoices):
     CREATED = "created", _("已建包裹")
     PICKED = "picked", _("已拣货")
@@ -850,3 +851,57 @@ class CarrierPush(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} #{self.pk}"
+
+# --- webhooks: the durable inbox (helper `webhooks`, issue 14) ------------------------------------
+class WebhookStatus(models.TextChoices):
+    RECEIVED = "received", _("已接收")
+    PROCESSING = "processing", _("处理中")
+    DONE = "done", _("已处理")
+    FAILED = "failed", _("失败待重试")
+    DEAD = "dead", _("已放弃")
+
+
+class WebhookEvent(models.Model):
+    """One verified platform webhook delivery, stored before it is answered.
+
+    Only deliveries whose signature checked out land here (an unverified sender's payload is
+    never stored). A redelivery (same event id, or the same body) is the same row. Processing
+    happens in `orders.webhook_tasks`; ``next_attempt_at`` is when the retry sweep may pick
+    the row up (a received row that no worker took, a failed one after its back-off, or a
+    processing one whose worker died).
+    """
+
+    shop = models.ForeignKey(Shop, on_delete=models.PROTECT, related_name="webhook_events", verbose_name=_("店铺"))
+    platform = models.CharField(_("平台"), max_length=20, choices=Platform.choices)
+    topic = models.CharField(_("主题"), max_length=100, blank=True)
+    event_id = models.CharField(_("事件 ID"), max_length=200, blank=True,
+                                help_text=_("平台的投递 ID(如 X-Shopify-Webhook-Id);重投时不变"))
+    body = models.TextField(_("原始报文"))
+    body_sha256 = models.CharField(_("报文 SHA-256"), max_length=64)
+    headers = models.JSONField(_("请求头"), default=dict, blank=True)
+    received_at = models.DateTimeField(_("接收时间"), default=timezone.now, db_index=True)
+    status = models.CharField(_("状态"), max_length=20, choices=WebhookStatus.choices,
+                              default=WebhookStatus.RECEIVED, db_index=True)
+    attempts = models.PositiveIntegerField(_("处理次数"), default=0)
+    next_attempt_at = models.DateTimeField(_("下次尝试"), null=True, blank=True)
+    last_error = models.TextField(_("最近错误"), blank=True)
+    result = models.CharField(_("处理结果"), max_length=200, blank=True)
+    processed_at = models.DateTimeField(_("处理完成时间"), null=True, blank=True)
+    duplicates = models.PositiveIntegerField(_("重复投递次数"), default=0)
+    replayed_by = models.CharField(_("最近重放人"), max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = _("Webhook 事件")
+        verbose_name_plural = pgettext_lazy("plural", "Webhook 事件")
+        ordering = ["-received_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["shop", "event_id"], condition=~Q(event_id=""),
+                                    name="webhook_event_unique_event_id"),
+            models.UniqueConstraint(fields=["shop", "body_sha256"], name="webhook_event_unique_body"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in WebhookStatus]), name="webhook_event_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_event_due")]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.topic or '-'}:{self.event_id or self.body_sha256[:12]}"

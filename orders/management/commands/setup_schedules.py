@@ -54,6 +54,12 @@ SCHEDULES: list[dict] = [
         "schedule_type": Schedule.MINUTES,
         "minutes": 15,
     },
+    {
+        "name": "webhook inbox retry",
+        "func": "orders.webhook_tasks.retry_webhook_events",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
 ]
 
 def _spec(entry: dict) -> dict:
