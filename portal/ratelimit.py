@@ -7,6 +7,7 @@ never the phone number itself.
 from __future__ import annotations
 
 import hashlib
+import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -17,25 +18,30 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), int(seconds)
 
 
-def _key(bucket: str, ident: str) -> str:
+def _key(bucket: str, ident: str, window: int) -> str:
     digest = hashlib.sha256(f"{settings.SECRET_KEY}|{bucket}|{ident}".encode()).hexdigest()[:32]
-    return f"portal:rl:{bucket}:{digest}"
+    return f"portal:rl:{bucket}:{digest}:{int(time.time()) // window}"
+
+
+def _atomic_incr() -> bool:
+    # Redis INCR is atomic and keeps the key's expiry. Django's generic incr (database cache)
+    # is get + set with the default timeout, so there we set the value with our own timeout.
+    return settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
 
 
 def hit(bucket: str, ident: str) -> bool:
-    """Count one event; False when this one is over the limit of `bucket`."""
+    """Count one event; False when this one is over the limit of `bucket`.
+
+    Fixed windows aligned to the clock (the window number is part of the key), so an expiry
+    reset by the cache backend can never stretch or shorten a window.
+    """
     limit, window = parse_rate(settings.PORTAL_RATE_LIMITS[bucket])
-    key = _key(bucket, ident or "-")
-    cache.add(key, 0, timeout=window)
-    try:
+    key = _key(bucket, ident or "-", window)
+    if cache.add(key, 1, timeout=window):
+        return 1 <= limit
+    if _atomic_incr():
         count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=window)
-        count = 1
+    else:
+        count = int(cache.get(key) or 0) + 1
+        cache.set(key, count, timeout=window)
     return count <= limit
-
-
-def exceeded(bucket: str, ident: str) -> bool:
-    """Whether `bucket` is already full for `ident` (without counting)."""
-    limit, _window = parse_rate(settings.PORTAL_RATE_LIMITS[bucket])
-    return (cache.get(_key(bucket, ident or "-")) or 0) >= limit
