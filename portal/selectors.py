@@ -89,10 +89,20 @@ def role_of(order: Order, phone: str) -> str:
     return BUYER if customer is not None and customer.phone == phone else RECEIVER
 
 
+# Only what the pages show. The events' `message` (staff text) is never even loaded, nor the
+# order's raw platform payload.
+ORDER_FIELDS = ("id", "number", "shop__platform", "customer__phone", "status", "currency", "goods_amount",
+                "discount_amount", "shipping_fee", "paid_amount", "receiver_name", "receiver_phone", "province",
+                "city", "district", "buyer_note", "placed_at", "promised_ship_at")
+EVENT_FIELDS = ("id", "order_id", "kind", "is_public", "data", "occurred_at")
+LINE_FIELDS = ("id", "order_id", "title", "quantity", "unit_price", "is_gift")
+
+
 def with_public_events(qs: QuerySet[Order]) -> QuerySet[Order]:
-    return qs.select_related("shop", "customer").prefetch_related(
-        Prefetch("events", queryset=OrderEvent.objects.public().order_by("occurred_at", "id"), to_attr="public_events"),
-        Prefetch("lines", queryset=OrderLine.objects.order_by("id"), to_attr="line_list"),
+    events = OrderEvent.objects.public().only(*EVENT_FIELDS).order_by("occurred_at", "id")
+    return qs.select_related("shop", "customer").only(*ORDER_FIELDS).prefetch_related(
+        Prefetch("events", queryset=events, to_attr="public_events"),
+        Prefetch("lines", queryset=OrderLine.objects.only(*LINE_FIELDS).order_by("id"), to_attr="line_list"),
     )
 
 
