@@ -51,6 +51,7 @@ def session_phone(request) -> str:
         return ""
     if now - seen >= SEEN_GRANULARITY:
         session[SEEN_KEY] = now
+        session.set_expiry(settings.PORTAL_SESSION_IDLE_SECONDS)
     return phone
 
 
@@ -73,6 +74,7 @@ def _log_in(request, phone: str) -> None:
     request.session.pop(PENDING_KEY, None)
     request.session[PHONE_KEY] = phone
     request.session[SEEN_KEY] = int(time.time())
+    request.session.set_expiry(settings.PORTAL_SESSION_IDLE_SECONDS)  # the row and cookie go too
 
 
 @require_http_methods(["GET", "POST"])

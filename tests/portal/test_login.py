@@ -61,7 +61,7 @@ def test_the_right_code_logs_in_and_binds_the_session_to_that_phone(client):
     assert client.get("/h5/orders/").status_code == 200
 
 
-def test_a_used_code_cannot_log_in_again(client, django_user_model):
+def test_a_used_code_cannot_log_in_again(client):
     send(client)
     code = last_code(PHONE)
     verify(client, code)
