@@ -98,8 +98,11 @@ EVENT_FIELDS = ("id", "order_id", "kind", "is_public", "data", "occurred_at")
 LINE_FIELDS = ("id", "order_id", "title", "quantity", "unit_price", "is_gift")
 
 
-def with_public_events(qs: QuerySet[Order]) -> QuerySet[Order]:
-    events = OrderEvent.objects.public().only(*EVENT_FIELDS).order_by("occurred_at", "id")
+def with_public_events(qs: QuerySet[Order], *, latest_only: bool = False) -> QuerySet[Order]:
+    """Orders with their public events (oldest first), or only the latest one (for the list:
+    a sliced prefetch, one window query for the whole page)."""
+    events = OrderEvent.objects.public().only(*EVENT_FIELDS)
+    events = events.order_by("-occurred_at", "-id")[:1] if latest_only else events.order_by("occurred_at", "id")
     return qs.select_related("shop", "customer").only(*ORDER_FIELDS).prefetch_related(
         Prefetch("events", queryset=events, to_attr="public_events"),
         Prefetch("lines", queryset=OrderLine.objects.only(*LINE_FIELDS).order_by("id"), to_attr="line_list"),
