@@ -77,6 +77,8 @@ def code_request(*, raw_phone: str, ip: str | None) -> Result:
     now = timezone.now()
     with transaction.atomic():
         PortalLoginCode.objects.filter(phone=phone, used_at__isnull=True, revoked=False).update(revoked=True)
+        # Housekeeping on the way (the same query for every phone): this phone's day-old codes.
+        PortalLoginCode.objects.filter(phone=phone, created_at__lt=now - timedelta(days=1)).delete()
         PortalLoginCode.objects.create(phone=phone, code_hash=hash_code(phone, code), created_at=now,
                                        expires_at=now + timedelta(seconds=settings.PORTAL_CODE_TTL_SECONDS), ip=ip)
     try:

@@ -242,3 +242,11 @@ def test_a_phone_without_orders_logs_in_to_an_empty_list(client):
 
     assert response.status_code == 200
     assert "没有找到与该手机号相关的订单" in response.content.decode()
+
+
+def test_day_old_codes_of_a_phone_are_deleted_when_it_asks_again(client):
+    send(client)
+    with time_machine.travel(timezone.now() + timedelta(days=1, minutes=1)):
+        send(client, ip="10.0.6.1")
+
+    assert PortalLoginCode.objects.count() == 1
