@@ -29,7 +29,8 @@ PAGE_SIZE = 20
 
 
 def _service_context() -> dict:
-    return {"service_phone": settings.PORTAL_SERVICE_PHONE, "service_hours": settings.PORTAL_SERVICE_HOURS}
+    return {"service_phone": settings.PORTAL_SERVICE_PHONE, "service_hours": settings.PORTAL_SERVICE_HOURS,
+            "ttl_minutes": settings.PORTAL_CODE_TTL_SECONDS // 60}
 
 
 def _render(request, template: str, context: dict | None = None, status: int = 200):
