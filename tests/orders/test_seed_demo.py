@@ -52,10 +52,10 @@ def demo_orders():
     return Order.objects.filter(shop__code__in=demo.SHOP_CODES)
 
 
-def test_seed_creates_the_seven_demo_shops(seed_output):
+def test_seed_creates_the_seven_demo_shops_and_the_sandbox_stream(seed_output):
     shops = {s.code: s for s in Shop.objects.filter(code__startswith="demo-")}
     assert sorted(shops) == sorted(["demo-taobao", "demo-jd", "demo-pdd", "demo-douyin", "demo-miniapp",
-                                    "demo-shopify", "demo-amazon"])
+                                    "demo-shopify", "demo-amazon", "demo-sandbox"])
     assert {code: s.platform for code, s in shops.items()} == {code: code.removeprefix("demo-") for code in shops}
     assert shops["demo-shopify"].currency == shops["demo-amazon"].currency == "USD"
     assert shops["demo-shopify"].time_zone.startswith("America/")
