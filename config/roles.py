@@ -46,6 +46,7 @@ ROLES: dict[str, dict] = {
             "orders.deliver_order",
             "orders.hold_order",
             "orders.view_carrierpush",
+            "orders.build_pickbatch",
             "inventory.receive_stock",
             "inventory.adjust_stock",
             "inventory.confirm_reservation",
@@ -67,6 +68,7 @@ ROLES: dict[str, dict] = {
             "inventory.add_routingrule", "inventory.change_routingrule", "inventory.delete_routingrule",
             "inventory.receive_stock", "inventory.adjust_stock", "inventory.confirm_reservation",
             "orders.allocate_order", "orders.hold_order", "orders.release_order",
+            "orders.build_pickbatch",
             *CARRIER_CONFIG,
         ],
     },
@@ -83,6 +85,7 @@ ROLES: dict[str, dict] = {
             "inventory.add_routingrule", "inventory.change_routingrule", "inventory.delete_routingrule",
             "inventory.receive_stock", "inventory.adjust_stock", "inventory.confirm_reservation",
             "orders.undo_customermerge",  # only a supervisor splits customers merged across platforms
+            "orders.build_pickbatch",
             *CARRIER_CONFIG,
         ],
     },

@@ -104,6 +104,7 @@ class StockLevel(models.Model):
     reserved = models.IntegerField(_("已预占"), default=0)
     inbound = models.PositiveIntegerField(_("在途"), default=0, help_text=_("仅展示,不可售"))
     inbound_eta = models.DateField(_("预计到货"), null=True, blank=True)
+    location = models.CharField(_("库位"), max_length=40, blank=True, help_text=_("货架/库位编码,拣货单按它排序"))
     updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
 
     class Meta:

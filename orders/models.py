@@ -50,6 +50,8 @@ class Shop(models.Model):
                                     validators=[URLValidator(schemes=["http", "https"])],
                                     help_text=_("留空 = 平台正式网关;测试与沙箱可指向 http://127.0.0.1:…"))
     is_active = models.BooleanField(_("启用"), default=True)
+    allow_merge = models.BooleanField(_("允许合单"), default=True,
+                                      help_text=_("同一买家同一地址的订单在拣货批次中合成一个包裹"))
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
     class Meta:
@@ -905,3 +907,72 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.platform}:{self.topic or '-'}:{self.event_id or self.body_sha256[:12]}"
+
+
+# --- pick batches and merged parcels (helper `batches`, issue 15) --------------------------------
+class PickBatch(models.Model):
+    """One warehouse's pick run (09:00, 15:00 or on demand): its parcels, the pick list and
+    the packing lists. Built by `orders.batches.batch_build`; an order (per warehouse) is in
+    at most one batch, so the next batch never picks it again."""
+
+    warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.PROTECT, related_name="pick_batches",
+                                  verbose_name=_("仓库"))
+    number = models.CharField(_("批次号"), max_length=40, unique=True)
+    slot = models.CharField(_("批次时间"), max_length=10, blank=True, help_text=_("如 09:00;手动建立为空"))
+    created_at = models.DateTimeField(_("建立时间"), default=timezone.now, db_index=True)
+    created_by = models.CharField(_("建立人"), max_length=150, blank=True)
+    printed_at = models.DateTimeField(_("打印时间"), null=True, blank=True)
+    printed_by = models.CharField(_("打印人"), max_length=150, blank=True)
+    order_count = models.PositiveIntegerField(_("订单数"), default=0)
+    parcel_count = models.PositiveIntegerField(_("包裹数"), default=0)
+
+    class Meta:
+        verbose_name = _("拣货批次")
+        verbose_name_plural = pgettext_lazy("plural", "拣货批次")
+        ordering = ["-created_at", "-id"]
+        permissions = [("build_pickbatch", _("可建立/打印拣货批次、撤销合单"))]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class Parcel(models.Model):
+    """One box of a batch: one order, or several merged (合单) — same buyer, same receiver and
+    address, same warehouse, no presale/normal mix, every shop allowing it."""
+
+    batch = models.ForeignKey(PickBatch, on_delete=models.CASCADE, related_name="parcels", verbose_name=_("批次"))
+    warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.PROTECT, related_name="+",
+                                  verbose_name=_("仓库"))
+    code = models.CharField(_("包裹号"), max_length=50, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                                 verbose_name=_("客户"))
+    is_presale = models.BooleanField(_("预售"), default=False)
+    priority = models.BooleanField(_("优先"), default=False, help_text=_("预售优先发货:先拣"))
+    position = models.PositiveIntegerField(_("顺序"), default=0)
+    created_at = models.DateTimeField(_("建立时间"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("批次包裹")
+        verbose_name_plural = pgettext_lazy("plural", "批次包裹")
+        ordering = ["batch", "position", "id"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class ParcelOrder(models.Model):
+    """Which order (its part in this warehouse) is in which parcel, and its shipment."""
+
+    parcel = models.ForeignKey(Parcel, on_delete=models.CASCADE, related_name="members", verbose_name=_("包裹"))
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="parcel_memberships",
+                              verbose_name=_("订单"))
+    warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.PROTECT, related_name="+",
+                                  verbose_name=_("仓库"))
+    shipment = models.OneToOneField(Shipment, on_delete=models.PROTECT, null=True, blank=True, related_name="parcel_member",
+                                    verbose_name=_("发货包裹"))
+
+    class Meta:
+        verbose_name = _("包裹订单")
+        verbose_name_plural = pgettext_lazy("plural", "包裹订单")
+        ordering = ["parcel", "id"]
+        constraints = [models.UniqueConstraint(fields=["order", "warehouse"], name="uniq_parcel_order_warehouse")]

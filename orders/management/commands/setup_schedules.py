@@ -62,6 +62,32 @@ SCHEDULES: list[dict] = [
     },
 ]
 
+
+def _pick_batch_schedules() -> list[dict]:
+    """"pick batch": cron at ORDERHUB["PICK_BATCH_TIMES"] (TIME_ZONE), one entry per distinct minute."""
+    from orders.batches import batch_times
+
+    by_minute: dict[int, list[int]] = {}
+    for t in batch_times():
+        hour, minute = (int(x) for x in t.split(":"))
+        by_minute.setdefault(minute, []).append(hour)
+    return [{"name": "pick batch" if i == 0 else f"pick batch :{minute:02d}",
+             "func": "orders.batch_tasks.build_pick_batches",
+             "schedule_type": Schedule.CRON,
+             "cron": f"{minute} {','.join(str(h) for h in sorted(hours))} * * *"}
+            for i, (minute, hours) in enumerate(sorted(by_minute.items()))]
+
+
+SCHEDULES += _pick_batch_schedules() + [
+    {
+        "name": "auto complete",
+        "func": "orders.batch_tasks.auto_complete_delivered",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 60,
+    },
+]
+
+
 def _spec(entry: dict) -> dict:
     return {"minutes": None, "cron": None, "args": None, "kwargs": None, "repeats": -1,
             **{k: v for k, v in entry.items() if k != "name"}}
