@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inventory', '0007_pick_batches'),
+        ('inventory', '0007_stocklevel_location'),
         ('orders', '0011_merge_20261203_1545'),
     ]
 
