@@ -90,8 +90,12 @@ def batch_get(*, pk, actor: Actor) -> PickBatch:
     return batch
 
 
+# An order cancelled or put on hold after its batch was built is left off the lists (not picked).
+OFF_THE_LISTS = (OrderStatus.CANCELLED, OrderStatus.ON_HOLD)
+
+
 def _members(batch: PickBatch, actor: Actor) -> QuerySet[ParcelOrder]:
-    qs = ParcelOrder.objects.filter(parcel__batch=batch)
+    qs = ParcelOrder.objects.filter(parcel__batch=batch).exclude(order__status__in=OFF_THE_LISTS)
     if actor.scope.shop_ids is not None:
         qs = qs.filter(order__shop_id__in=actor.scope.shop_ids)
     return qs

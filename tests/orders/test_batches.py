@@ -267,3 +267,21 @@ def test_who_may_build_and_print_batches(world, role, allowed):
         assert status == (200 if allowed else 403), (name, status)
     batch.refresh_from_db()
     assert (batch.printed_at is not None) is allowed
+
+
+def test_an_order_cancelled_after_the_batch_is_left_off_the_lists(world):
+    keep = order(world["shop"], [(world["a"], 1)])
+    gone = order(world["shop"], [(world["b"], 2)], phone="13900139000", name="李四")
+    batch = batches.batch_build(warehouse=world["su"], actor=SYSTEM)
+    services.order_cancel(order=gone, actor=SYSTEM, reason="买家取消")
+    assert [s.order_numbers for s in batches.packing_lists(batch=batch, actor=SYSTEM)] == [[keep.number]]
+    assert [(r.sku_code, r.quantity) for r in batches.pick_list(batch=batch, actor=SYSTEM)] == [("SKU-A", 1)]
+
+
+def test_a_person_without_personal_data_rights_gets_masked_receivers_on_the_slips(world):
+    order(world["shop"], [(world["a"], 1)], phone="13812345678", name="张三丰")
+    batch = batches.batch_build(warehouse=world["su"], actor=SYSTEM)
+    [masked] = batches.packing_lists(batch=batch, actor=Actor.of(staff("warehouse"), Source.ADMIN))
+    [clear] = batches.packing_lists(batch=batch, actor=Actor.of(staff("supervisor"), Source.ADMIN))
+    assert clear.phone == "13812345678" and clear.receiver == "张三丰"
+    assert "13812345678" not in masked.phone and masked.receiver != "张三丰"
