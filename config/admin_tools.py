@@ -12,8 +12,13 @@ from config.actors import Actor, Source
 
 
 def admin_actor(request) -> Actor:
-    """The person behind an admin request, as services want them."""
-    return Actor.of(request.user, Source.ADMIN)
+    """The person behind an admin request, as services want them: one per request, so the
+    scope (their staff profile) is read once, not once per question the admin asks."""
+    actor = getattr(request, "_orderhub_admin_actor", None)
+    if actor is None or actor.user is not request.user:
+        actor = Actor.of(request.user, Source.ADMIN)
+        request._orderhub_admin_actor = actor
+    return actor
 
 
 class ReadOnlyAdminMixin:
