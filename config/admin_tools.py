@@ -68,16 +68,21 @@ class PiiLookupGuardMixin:
 class EstimatedCountPaginator(Paginator):
     """A changelist paginator that never counts a big table row by row.
 
-    The count is exact up to `exact_up_to` rows (a COUNT over `LIMIT exact_up_to + 1`, so
-    it reads at most that many index entries), which covers every search and most filters.
-    Beyond that, on PostgreSQL, it is the planner's estimate (EXPLAIN, which for an
-    unfiltered list is `pg_class.reltuples` scaled to the table's current size): page links
-    are right to within the estimate, and a deep page is still one LIMIT/OFFSET on the
-    ordering index. Other databases count exactly. `estimated` says which it was.
-    Use with `show_full_result_count = False`, or the admin counts the whole table anyway.
+    PostgreSQL first: the planner's estimate of the rows (EXPLAIN, nothing is read; for an
+    unfiltered list it is `pg_class.reltuples` scaled to the table's current size). Above
+    `exact_up_to` the list shows that estimate (`estimated` is True): page links are right
+    to within it. At or below, it counts exactly, bounded (a COUNT over `LIMIT
+    exact_up_to + 1`, so a too-low estimate still costs at most that many index entries).
+    Other databases count exactly. Use with `show_full_result_count = False`, or the admin
+    counts the whole table anyway.
+
+    A deep page (`deep_after` rows in) first reads just its ids (an index-only walk of the
+    ordering index past the offset), then the rows: the joins of the list (shop, customer)
+    are made for 50 rows, not for every row skipped.
     """
 
     exact_up_to = 10_000
+    deep_after = 1_000
     estimated = False
 
     @cached_property
@@ -85,13 +90,31 @@ class EstimatedCountPaginator(Paginator):
         queryset = self.object_list
         if not hasattr(queryset, "query"):
             return len(queryset)
+        postgres = connections[queryset.db].vendor == "postgresql"
+        if postgres:
+            estimate = planner_rows(queryset)
+            if estimate > self.exact_up_to:
+                self.estimated = True
+                return estimate
         bounded = queryset.order_by()[: self.exact_up_to + 1].count()
         if bounded <= self.exact_up_to:
             return bounded
-        if connections[queryset.db].vendor != "postgresql":
+        if not postgres:
             return queryset.count()
         self.estimated = True
-        return max(self.exact_up_to + 1, planner_rows(queryset))
+        return self.exact_up_to + 1
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if not self.estimated and top + self.orphans >= self.count:
+            top = self.count
+        queryset = self.object_list
+        if bottom < self.deep_after or not hasattr(queryset, "query") or queryset.query.distinct:
+            return self._get_page(queryset[bottom:top], number, self)
+        ids = list(queryset.values_list("pk", flat=True)[bottom:top])
+        return self._get_page(list(queryset.filter(pk__in=ids)), number, self)
 
 
 def planner_rows(queryset) -> int:
