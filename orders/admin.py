@@ -19,7 +19,7 @@ from django.contrib import admin, messages
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ORDER_VAR
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
 from django.db.models import BooleanField as BooleanValue
@@ -224,6 +224,16 @@ class ReservationWarehouseFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=order_ids)
 
 
+class IndexedOrderingChangeList(ChangeList):
+    """Sorting only by the columns in `sortable_by`, even from a hand-made `?o=` (a sort by
+    any other column would sort every order in the list)."""
+
+    def get_ordering_field(self, field_name):
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
+
 class ShopWithOrdersFilter(admin.RelatedFieldListFilter):
     """Shops offered as filter choices: those the person may see with at least one order
     they may see. One EXISTS per shop (an index probe on the orders' shop), not Django's
@@ -417,6 +427,9 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
         if selectors.can_view_pii(admin_actor(request)):
             return self.search_fields
         return self.masked_search_fields
+
+    def get_changelist(self, request, **kwargs):
+        return IndexedOrderingChangeList
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)

@@ -326,3 +326,19 @@ def test_every_lookup_and_list_runs_on_an_index():
     assert set(querysets["sku"].values_list("pk", flat=True)) == set(
         OrderLine.objects.filter(sku__code="BULK-RARE").values_list("order_id", flat=True))
     assert querysets["sku"].count() == 7  # orders 3, 669, …, 3999
+
+
+def test_list_sorts_only_by_indexed_columns(orders):
+    for i, pk in enumerate(Order.objects.order_by("placed_at", "id").values_list("pk", flat=True)):
+        Order.objects.filter(pk=pk).update(paid_amount=Decimal(i + 1))  # by amount = oldest first
+    client = admin_client("customer_service")
+    default = [o.pk for o in client.get(CHANGELIST).context["cl"].result_list]
+    assert default == list(Order.objects.order_by("-paid_amount").values_list("pk", flat=True))
+    cl = client.get(CHANGELIST).context["cl"]
+    amount = list(cl.list_display).index("amount")
+    # A hand-made sort by the amount is ignored (it would sort every order)...
+    assert [o.pk for o in client.get(CHANGELIST, {"o": str(amount)}).context["cl"].result_list] == default
+    # ...while the number sorts.
+    number = list(cl.list_display).index("number")
+    by_number = client.get(CHANGELIST, {"o": str(number)}).context["cl"].result_list
+    assert [o.number for o in by_number] == sorted(o.number for o in Order.objects.all())
