@@ -104,6 +104,12 @@ class EstimatedCountPaginator(Paginator):
         self.estimated = True
         return self.exact_up_to + 1
 
+    def settle(self, count: int) -> None:
+        """The exact count, learnt from a short last page: page links follow it."""
+        self.__dict__["count"] = count
+        self.__dict__.pop("num_pages", None)
+        self.estimated = False
+
     def page(self, number):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page

@@ -226,7 +226,18 @@ class ReservationWarehouseFilter(admin.SimpleListFilter):
 
 class IndexedOrderingChangeList(ChangeList):
     """Sorting only by the columns in `sortable_by`, even from a hand-made `?o=` (a sort by
-    any other column would sort every order in the list)."""
+    any other column would sort every order in the list). A page that comes back short
+    is the last one: an estimated count (EstimatedCountPaginator) becomes exact there."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        shown = len(self.result_list)
+        if getattr(self.paginator, "estimated", False) and shown < self.list_per_page and (shown or self.page_num == 1):
+            exact = (self.page_num - 1) * self.list_per_page + shown
+            self.paginator.settle(exact)
+            self.result_count = exact
+            self.can_show_all = exact <= self.list_max_show_all
+            self.multi_page = exact > self.list_per_page
 
     def get_ordering_field(self, field_name):
         if self.sortable_by is not None and field_name not in self.sortable_by:
