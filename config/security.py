@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth import authenticate
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
-from django.utils.translation import gettext as _
+from django.utils.translation import get_language, gettext as _
 from rest_framework.throttling import ScopedRateThrottle
 
 from config.errors import DomainError, ErrorCode
@@ -77,10 +77,12 @@ def lockout_response(request: HttpRequest, original_response=None, credentials=N
     message = lockout_message()
     if request.path_info.startswith("/api/"):
         return JsonResponse(LockedOut(message).as_dict(), status=LockedOut.http_status)
+    title = escape(_("登录已锁定"))
+    lang = escape(get_language() or settings.LANGUAGE_CODE)
     page = (
-        '<!doctype html><html lang="zh-hans"><head><meta charset="utf-8">'
-        f"<title>{escape(_('登录已锁定'))}</title></head>"
-        f"<body><h1>{escape(_('登录已锁定'))}</h1><p>{escape(message)}</p></body></html>"
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        f"<title>{title}</title></head>"
+        f"<body><h1>{title}</h1><p>{escape(message)}</p></body></html>"
     )
     return HttpResponse(page, status=403, content_type="text/html; charset=utf-8")
 

@@ -312,9 +312,12 @@ def _update(order: Order, data: NormalizedOrder, actor: Actor) -> UpsertResult:
                 order = _release_for_reroute(order, actor, address=bool(address_diff))
                 reroute = order.status == S.PAID
         if address_diff:
-            Order.objects.filter(pk=order.pk).update(**{n: address[n] for n in address_diff})
-            for n in address_diff:
-                setattr(order, n, address[n])
+            changed = {n: address[n] for n in address_diff}
+            if "receiver_phone" in changed or "country" in changed:  # what the admin's phone search looks up
+                changed["receiver_phone_normalized"] = services.normalize_phone(address["receiver_phone"], address["country"])
+            Order.objects.filter(pk=order.pk).update(**changed)
+            for n, value in changed.items():
+                setattr(order, n, value)
             events.address_changed(order=order, actor=actor, fields=[_label(n) for n in address_diff], rerouted=reroute)
             changes.append("address")
         if plan.any:

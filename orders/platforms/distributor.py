@@ -44,7 +44,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable
 
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
 
 from config.errors import InvalidInput
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
@@ -120,7 +120,7 @@ class DistributorFileRefused(InvalidInput, ValueError):
     """The file (or a replayed payload) is refused as a whole; ``errors`` says every problem.
     A ValueError too, so a replay (ingest) counts it failed like any unreadable payload."""
 
-    default_message = "分销商文件有误，未导入任何订单"
+    default_message = gettext_noop("分销商文件有误，未导入任何订单")  # translated when raised
 
     def __init__(self, errors: list[FileRowError]):
         self.errors = sorted(errors, key=lambda e: (e.row, e.column))

@@ -421,3 +421,13 @@ def test_payment_arrives_in_a_later_version(tb_world):
     ingest(shop, tb_trade())
     order.refresh_from_db()
     assert order.status == OrderStatus.ALLOCATED and order.paid_at == datetime(2013, 11, 10, 6, 30, tzinfo=UTC)
+
+
+def test_a_changed_receiver_phone_is_found_by_the_admins_phone_search(tb_world):
+    """The platform moves the parcel to another receiver: the indexed normalized phone follows."""
+    shop, *_ = tb_world
+    ingest(shop, tb_trade())
+    order = Order.objects.get(shop=shop)
+    assert ingest(shop, tb_trade(modified="2013-11-10 18:00:00", receiver_mobile="13900000009")).updated == 1
+    order.refresh_from_db()
+    assert (order.receiver_phone, order.receiver_phone_normalized) == ("13900000009", "+8613900000009")
