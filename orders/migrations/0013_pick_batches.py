@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('inventory', '0007_stocklevel_location'),
-        ('orders', '0011_merge_20261203_1545'),
+        ('orders', '0012_merge_20261203_1556'),
     ]
 
     operations = [
