@@ -226,6 +226,11 @@ ORDERHUB = {
     "LEAD_TIME_RESERVATION_HOURS": int(os.environ.get("LEAD_TIME_RESERVATION_HOURS", "24")),
     # Time zone for order numbers and dates when a shop does not say otherwise.
     "DEFAULT_TIME_ZONE": os.environ.get("SHOP_TIME_ZONE") or "Asia/Shanghai",
+    # Daily pick batches per warehouse (merge, pick list, packing lists), "HH:MM" in TIME_ZONE;
+    # `setup_schedules` turns them into the "pick batch" cron.
+    "PICK_BATCH_TIMES": os.environ.get("PICK_BATCH_TIMES") or "09:00,15:00",
+    # Delivered orders complete by themselves after this many days when nothing is open.
+    "AUTO_COMPLETE_DAYS": int(os.environ.get("AUTO_COMPLETE_DAYS") or 7),
 }
 # Platform webhooks (/hooks/<platform>/<shop>/): larger bodies are refused with 413 unread.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES") or 1024 * 1024)
