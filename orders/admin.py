@@ -560,3 +560,4 @@ if admin.site.is_registered(User):
 @admin.register(User)
 class UserAdmin(auth_admin.UserAdmin):
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
+from orders import admin_exports  # noqa: E402,F401 - Excel exports (导出, 导出记录)
