@@ -7,7 +7,8 @@ creates the database cache table there).
   `IMPORT_KEEP_DAYS`, then purged by `purge_import_files`), row counts, the preview of
   what it would change, row-numbered errors, and progress while a task runs it.
 - `ExportLog`: one export — who, when, what, with which filters, how many rows, and
-  whether personal data was in it (who exported personal data, and when, is answerable).
+  whether personal data was in it (who exported personal data, and when, is answerable);
+  a big xlsx export is written by a task and its file kept here for `EXPORT_KEEP_DAYS`.
 """
 
 from __future__ import annotations
@@ -82,7 +83,14 @@ class ExportLog(models.Model):
         STOCK_LEVELS = "stock_levels", _("库存")
         STOCK_MOVES = "stock_moves", _("库存流水")
 
+    class Status(models.TextChoices):
+        DONE = "done", _("已完成")  # streamed in the request, or the task's file is ready
+        QUEUED = "queued", _("排队中")  # a big xlsx: a django-q2 task writes the file
+        RUNNING = "running", _("生成中")
+        FAILED = "failed", _("失败")
+
     kind = models.CharField(_("类型"), max_length=20, choices=Kind.choices)
+    status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.DONE)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
                              related_name="+", verbose_name=_("导出人"))
     actor_label = models.CharField(_("导出人"), max_length=150, blank=True)
@@ -90,7 +98,10 @@ class ExportLog(models.Model):
     file_format = models.CharField(_("格式"), max_length=8, default="xlsx")
     row_count = models.PositiveIntegerField(_("行数"), null=True, blank=True)  # set when the stream ends
     includes_pii = models.BooleanField(_("含个人信息"), default=False, db_index=True)
+    file = models.FileField(_("文件"), upload_to="exports/%Y/%m/", blank=True, max_length=255)  # task exports only
+    error = models.CharField(_("错误"), max_length=255, blank=True)
     created_at = models.DateTimeField(_("导出时间"), auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("导出记录")

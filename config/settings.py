@@ -235,6 +235,10 @@ MEDIA_URL = "/media/"
 IMPORT_MAX_BYTES = int(os.environ.get("IMPORT_MAX_BYTES") or 20 * 1024 * 1024)
 IMPORT_ASYNC_ROWS = int(os.environ.get("IMPORT_ASYNC_ROWS") or 5000)  # more rows: a django-q2 task
 IMPORT_KEEP_DAYS = int(os.environ.get("IMPORT_KEEP_DAYS") or 30)
+# An xlsx export of more rows is written by a django-q2 task (download link on its page);
+# CSV always streams. Task files are kept EXPORT_KEEP_DAYS.
+EXPORT_ASYNC_ROWS = int(os.environ.get("EXPORT_ASYNC_ROWS") or 20000)
+EXPORT_KEEP_DAYS = int(os.environ.get("EXPORT_KEEP_DAYS") or 7)
 
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {

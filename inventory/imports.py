@@ -40,7 +40,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from config.actors import Actor, Source
-from config.errors import DomainError, NotPermitted
+from config import notify
+from config.errors import DomainError, InvalidInput, NotPermitted
 from config.models import ImportJob
 from inventory import services
 from inventory.models import Sku, SkuMapping, StockLevel, StockMove, Warehouse
@@ -111,6 +112,13 @@ def _text(value) -> str:
 
 def convert(column: Column, value):
     """A cell as the column wants it; None for an empty cell; CellError when it is wrong."""
+    kind = type(value)
+    if column.kind == "int" and (kind is int or (kind is float and value.is_integer())) and 0 <= value <= 2_000_000_000:
+        return int(value)  # the common case, fast
+    if column.kind == "text" and kind is str:
+        text = value.strip()
+        if column.max_length is None or len(text) <= column.max_length:
+            return text or None
     text = _text(value)
     if text == "":
         return None
@@ -259,11 +267,30 @@ def _chunks(items: list, size: int = 900) -> Iterable[list]:
         yield items[i:i + size]
 
 
-def _in_bulk(model, field_name: str, values: Iterable) -> dict:
+def bulk_set(model, objs: list, fields: Iterable[str]) -> None:
+    """`UPDATE … SET fields WHERE id = …` for each object, as one `executemany` (Django's
+    `bulk_update` builds a CASE per batch, which is slow on big files, on SQLite above all).
+    Sends no signals, like `bulk_update`."""
+    if not objs:
+        return
+    connection = transaction.get_connection()
+    qn = connection.ops.quote_name
+    cols = [model._meta.get_field(f) for f in fields]
+    sql = (f"UPDATE {qn(model._meta.db_table)} SET {', '.join(f'{qn(c.column)} = %s' for c in cols)} "
+           f"WHERE {qn(model._meta.pk.column)} = %s")
+    params = [[c.get_db_prep_save(getattr(o, c.attname), connection) for c in cols] + [o.pk] for o in objs]
+    with connection.cursor() as cursor:
+        for chunk in _chunks(params, 5000):
+            cursor.executemany(sql, chunk)
+
+
+def _in_bulk(source, field_name: str, values: Iterable) -> dict:
+    """{value: object} for the model (or queryset) rows whose `field_name` is in `values`."""
+    qs = source.objects.all() if isinstance(source, type) else source
     values = sorted({v for v in values if v})
     found = {}
-    for chunk in _chunks(values):
-        found.update({getattr(o, field_name): o for o in model.objects.filter(**{f"{field_name}__in": chunk})})
+    for chunk in _chunks(values, 5000):
+        found.update({getattr(o, field_name): o for o in qs.filter(**{f"{field_name}__in": chunk})})
     return found
 
 
@@ -371,12 +398,7 @@ class SkuImport(ImportKind):
         self.check_permission(actor)
         creates = [sku for action, sku, _f in plan.work if action == "create"]
         Sku.objects.bulk_create(creates, batch_size=1000)
-        by_fields: dict[tuple, list] = {}
-        for action, sku, fields in plan.work:
-            if action == "update":
-                by_fields.setdefault(fields, []).append(sku)
-        for fields, skus in by_fields.items():
-            Sku.objects.bulk_update(skus, list(fields), batch_size=500)
+        bulk_set(Sku, [sku for action, sku, _f in plan.work if action == "update"], self.FIELDS)
 
 
 # --- safety stock -----------------------------------------------------------------------------
@@ -417,7 +439,7 @@ class SafetyStockImport(ImportKind):
 
     def apply(self, plan, actor):
         self.check_permission(actor)
-        Sku.objects.bulk_update(plan.work, ["safety_stock", "emergency_buffer"], batch_size=500)
+        bulk_set(Sku, plan.work, ["safety_stock", "emergency_buffer"])
 
 
 # --- SKU mappings -----------------------------------------------------------------------------
@@ -477,7 +499,7 @@ class SkuMappingImport(ImportKind):
             raise NotPermitted(_("店铺不在你的权限范围内"))
         creates = [m for created, m in plan.work if created]
         SkuMapping.objects.bulk_create(creates, batch_size=1000)
-        SkuMapping.objects.bulk_update([m for created, m in plan.work if not created], ["sku"], batch_size=500)
+        bulk_set(SkuMapping, [m for created, m in plan.work if not created], ["sku"])
         # bulk writes send no signals: tell the listeners (held orders re-resolve on commit).
         for created, mapping in plan.work:
             post_save.send(sender=SkuMapping, instance=mapping, created=created, update_fields=None, raw=False,
@@ -485,21 +507,24 @@ class SkuMappingImport(ImportKind):
 
 
 # --- stock counts -----------------------------------------------------------------------------
-def stock_count_bulk(*, counts: list[tuple[Warehouse, Sku, int, str]], actor: Actor) -> list[StockMove]:
+def stock_count_bulk(*, counts: list[tuple[Warehouse, Sku, int, str]], actor: Actor) -> int:
     """Many stocktake counts at once, with exactly the outcome `services.stock_count` gives
     each one (the same permission, the same refusal below reserved, one STOCKTAKE move per
-    changed pool with the counted quantity as on_hand_after, the same safety-stock alert),
-    but with the pools locked in one id-ordered `SELECT … FOR UPDATE` (the one lock order)
-    and the rows written in bulk. Must run inside the caller's transaction; raises on the
-    first refusal (the caller's transaction then rolls back everything)."""
-    if not transaction.get_connection().in_atomic_block:
+    changed pool with the counted quantity as on_hand_after, the actor and source on the
+    move, the same safety-stock alert after commit), but with the pools locked in one
+    id-ordered `SELECT … FOR UPDATE` (the one lock order every stock path uses) and the
+    pool updates and ledger rows written with `executemany`. Must run inside the caller's
+    transaction; raises on the first refusal, so the caller's transaction rolls back all of
+    it. Returns the number of ledger moves written."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
         raise RuntimeError("stock_count_bulk must run inside a transaction")
     services._require(actor, "inventory.adjust_stock", "盘点")
     for warehouse, _sku, counted, _reason in counts:
         if not actor.scope.allows_warehouse(warehouse.pk):
             raise NotPermitted(_("仓库“%(name)s”不在你的权限范围内") % {"name": warehouse.name})
         if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
-            raise services.InvalidInput(f"盘点数量必须是不小于 0 的整数(收到 {counted!r})")
+            raise InvalidInput(f"盘点数量必须是不小于 0 的整数(收到 {counted!r})")
     pairs = {(w.pk, s.pk) for w, s, _c, _r in counts}
     warehouse_ids = sorted({w for w, _s in pairs})
     sku_ids = sorted({s for _w, s in pairs})
@@ -510,33 +535,51 @@ def stock_count_bulk(*, counts: list[tuple[Warehouse, Sku, int, str]], actor: Ac
                     .values_list("warehouse_id", "sku_id"))
     StockLevel.objects.bulk_create([StockLevel(warehouse_id=w, sku_id=s) for w, s in sorted(pairs - have)],
                                    batch_size=1000, ignore_conflicts=True)
-    pools: dict[tuple[int, int], StockLevel] = {}
     ids = []
     for chunk in _chunks(sku_ids):
-        ids += list(StockLevel.objects.filter(warehouse_id__in=warehouse_ids, sku_id__in=chunk).values_list("pk", flat=True))
-    for chunk in _chunks(sorted(ids)):
-        for pool in StockLevel.objects.select_for_update().filter(pk__in=chunk).order_by("id"):
-            pools[(pool.warehouse_id, pool.sku_id)] = pool
-    changed, moves = [], []
+        ids += [pk for pk, w, s in StockLevel.objects.filter(warehouse_id__in=warehouse_ids, sku_id__in=chunk)
+                .values_list("pk", "warehouse_id", "sku_id") if (w, s) in pairs]
+    pools: dict[tuple[int, int], list] = {}
+    for chunk in _chunks(sorted(ids), 5000):
+        for pk, w, s, on_hand, reserved in (StockLevel.objects.select_for_update().filter(pk__in=chunk).order_by("id")
+                                            .values_list("pk", "warehouse_id", "sku_id", "on_hand", "reserved")):
+            pools[(w, s)] = [pk, on_hand, reserved]
     now = timezone.now()
+    at = connection.ops.adapt_datetimefield_value(now)
+    user_id = getattr(actor.user, "pk", None)
+    label, source = actor.label, actor.source
+    updates, moves, alerts = [], [], []
     for warehouse, sku, counted, reason in counts:
         pool = pools[(warehouse.pk, sku.pk)]
-        pool.warehouse, pool.sku = warehouse, sku
-        if counted < pool.reserved:
-            raise services.InvalidInput(
-                f"{warehouse.name} {sku.code}: 盘点数 {counted} 小于已预占 {pool.reserved},请先处理相关订单",
+        pk, on_hand, reserved = pool
+        if counted < reserved:
+            raise InvalidInput(
+                f"{warehouse.name} {sku.code}: 盘点数 {counted} 小于已预占 {reserved},请先处理相关订单",
                 code="below_reserved",
             )
-        delta = counted - pool.on_hand
-        if delta:
-            pool.on_hand = counted
-            pool.updated_at = now
-            changed.append(pool)
-            moves.append(services._move(pool, StockMove.Kind.STOCKTAKE, actor=actor, on_hand_delta=delta, reason=reason or "盘点"))
-    StockLevel.objects.bulk_update(changed, ["on_hand", "updated_at"], batch_size=1000)
-    StockMove.objects.bulk_create(moves, batch_size=1000)
-    services._check_safety_stock(changed)
-    return moves
+        delta = counted - on_hand
+        if not delta:
+            continue
+        pool[1] = counted
+        updates.append((counted, at, pk))
+        moves.append((pk, StockMove.Kind.STOCKTAKE.value, delta, 0, counted, reserved, (reason or "盘点")[:255],
+                      user_id, label, source, at))
+        if sku.safety_stock and counted - reserved < sku.safety_stock:
+            alerts.append((pk, counted - reserved, sku.safety_stock))
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        for chunk in _chunks(updates, 5000):
+            cursor.executemany(f"UPDATE {qn(StockLevel._meta.db_table)} SET {qn('on_hand')} = %s, "
+                               f"{qn('updated_at')} = %s WHERE {qn('id')} = %s", chunk)
+        columns = ("stock_level_id", "kind", "on_hand_delta", "reserved_delta", "on_hand_after", "reserved_after",
+                   "reason", "actor_id", "actor_label", "source", "created_at")
+        insert = (f"INSERT INTO {qn(StockMove._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
+                  f"VALUES ({', '.join(['%s'] * len(columns))})")
+        for chunk in _chunks(moves, 5000):
+            cursor.executemany(insert, chunk)
+    for pool_id, available, threshold in alerts:
+        transaction.on_commit(lambda p=pool_id, a=available, t=threshold: notify.stock_alert(p, available=a, threshold=t))
+    return len(moves)
 
 
 class StockCountImport(ImportKind):
@@ -558,15 +601,15 @@ class StockCountImport(ImportKind):
         warehouses = {}
         for w in Warehouse.objects.all():
             warehouses[w.code] = warehouses[w.name] = w
-        skus = _in_bulk(Sku, "code", (v["sku"] for _r, v in rows))
+        skus = _in_bulk(Sku.objects.only("id", "code", "safety_stock"), "code", (v["sku"] for _r, v in rows))
         scope = actor.scope
         wanted_wh = sorted({w.pk for w in warehouses.values() if scope.allows_warehouse(w.pk)})
         pools = {}
         sku_ids = sorted({s.pk for s in skus.values()})
-        for chunk in _chunks(sku_ids):
-            for pool in StockLevel.objects.filter(warehouse_id__in=wanted_wh, sku_id__in=chunk).only(
-                    "id", "warehouse_id", "sku_id", "on_hand", "reserved"):
-                pools[(pool.warehouse_id, pool.sku_id)] = pool
+        for chunk in _chunks(sku_ids, 5000):
+            for w, s, on_hand, reserved in StockLevel.objects.filter(warehouse_id__in=wanted_wh, sku_id__in=chunk).values_list(
+                    "warehouse_id", "sku_id", "on_hand", "reserved"):
+                pools[(w, s)] = (on_hand, reserved)
         seen: dict = {}
         for row, v in rows:
             wh = warehouses.get(v["warehouse"])
@@ -583,7 +626,7 @@ class StockCountImport(ImportKind):
             if _dupe(seen, (wh.pk, sku.pk), row, plan, self.header("sku"), f"{wh.name} / {sku.code}"):
                 continue
             pool = pools.get((wh.pk, sku.pk))
-            on_hand, reserved = (pool.on_hand, pool.reserved) if pool else (0, 0)
+            on_hand, reserved = pool or (0, 0)
             counted = v["counted"]
             if counted < reserved:
                 plan.errors.append(row_error(row, self.header("counted"),
@@ -598,8 +641,9 @@ class StockCountImport(ImportKind):
                 plan.created += 1
             else:
                 plan.updated += 1
-            plan.change({"row": row, "action": "盘点", "key": f"{wh.name} / {sku.code}",
-                         "changes": f"在库 {on_hand} → {counted}({counted - on_hand:+d})"})
+            if len(plan.preview) < PREVIEW_ROWS:
+                plan.change({"row": row, "action": "盘点", "key": f"{wh.name} / {sku.code}",
+                             "changes": f"在库 {on_hand} → {counted}({counted - on_hand:+d})"})
         return plan
 
     def apply(self, plan, actor):
@@ -747,7 +791,7 @@ def confirm_import(*, job: ImportJob, actor: Actor) -> ImportJob:
     updated = ImportJob.objects.filter(pk=job.pk, status=ImportJob.Status.PREVIEW).update(
         status=ImportJob.Status.QUEUED, confirmed_at=timezone.now())
     if not updated:
-        raise services.InvalidInput(_("这个导入已确认或已结束"))
+        raise InvalidInput(_("这个导入已确认或已结束"))
     job.refresh_from_db()
     if job.is_async:
         _enqueue("inventory.imports.apply_job", job.pk)

@@ -15,9 +15,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseBadRequest, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponseBadRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.template.loader import select_template
 from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -73,7 +75,7 @@ class ExportingOrderAdmin(_BaseOrderAdmin):
         try:
             table = exports.order_table(actor=actor, orders=changelist.get_queryset(request),
                                         filters=exports.order_export_filters(params))
-            return exports.respond(table, actor=actor, fmt=fmt)
+            return exports.respond(table, actor=actor, fmt=fmt, params=dict(params.items()))
         except DomainError as exc:
             messages.error(request, exc.message)
             return HttpResponseRedirect(reverse("admin:orders_order_changelist"))
@@ -81,6 +83,18 @@ class ExportingOrderAdmin(_BaseOrderAdmin):
 
 admin.site.unregister(Order)
 admin.site.register(Order, ExportingOrderAdmin)
+
+
+def order_table_from_changelist(*, user, params: dict) -> exports.Table:
+    """For the export task: the same changelist (filters, search, scope) as `user` saw it."""
+    from django.test import RequestFactory
+
+    request = RequestFactory().get(reverse("admin:orders_order_changelist"), params)
+    request.user = user
+    order_admin = admin.site._registry[Order]
+    changelist = order_admin.get_changelist_instance(request)
+    return exports.order_table(actor=admin_actor(request), orders=changelist.get_queryset(request),
+                               filters=exports.order_export_filters(request.GET))
 
 
 class LedgerPeriodForm(forms.Form):
@@ -93,8 +107,9 @@ class LedgerPeriodForm(forms.Form):
 @admin.register(ExportLog)
 class ExportLogAdmin(admin.ModelAdmin):
     change_list_template = "admin/core/exportlog/change_list.html"
-    list_display = ("id", "kind", "actor_label", "created_at", "includes_pii", "row_count", "file_format", "filters")
-    list_filter = ("kind", "includes_pii", "file_format")
+    list_display = ("id", "kind", "status_link", "actor_label", "created_at", "includes_pii", "row_count", "file_format",
+                    "filters")
+    list_filter = ("kind", "includes_pii", "file_format", "status")
     search_fields = ("actor_label",)
     ordering = ("-created_at", "-id")
 
@@ -125,19 +140,49 @@ class ExportLogAdmin(admin.ModelAdmin):
         qs = super().get_queryset(request)
         return qs if self.sees_all(request) else qs.filter(user_id=request.user.pk)
 
+    @admin.display(description=gettext_lazy("状态"), ordering="status")
+    def status_link(self, log):
+        if log.user_id != getattr(self, "_viewer", None):  # a task's file is only for who asked for it
+            return log.get_status_display()
+        return format_html('<a href="{}">{}</a>', reverse("admin:core_exportlog_status", args=[log.pk]), log.get_status_display())
+
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
             path("stock/", view(self.stock_view), name="core_exportlog_stock"),
             path("ledger/", view(self.ledger_view), name="core_exportlog_ledger"),
+            path("<int:pk>/status/", view(self.status_view), name="core_exportlog_status"),
+            path("<int:pk>/download/", view(self.download_view), name="core_exportlog_download"),
             *super().get_urls(),
         ]
 
     def changelist_view(self, request, extra_context=None):
+        self._viewer = request.user.pk
         today = timezone.localdate().isoformat()
         extra_context = {**(extra_context or {}), "ledger_form": LedgerPeriodForm(initial={"start": today, "end": today}),
                          "formats": FORMATS}
         return super().changelist_view(request, extra_context=extra_context)
+
+    def _log(self, request, pk) -> ExportLog:
+        log = ExportLog.objects.filter(pk=pk).first()
+        # A task's file is for the person who asked for it (it may hold their personal data).
+        if log is None or not (log.user_id == request.user.pk or request.user.is_superuser):
+            raise Http404
+        return log
+
+    def status_view(self, request, pk):
+        log = self._log(request, pk)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "log": log,
+                   "title": _("导出 #%(id)s:%(kind)s") % {"id": log.pk, "kind": log.get_kind_display()},
+                   "refresh": log.status in (ExportLog.Status.QUEUED, ExportLog.Status.RUNNING)}
+        return TemplateResponse(request, "admin/core/exportlog/status.html", context)
+
+    def download_view(self, request, pk):
+        log = self._log(request, pk)
+        if log.status != ExportLog.Status.DONE or not log.file:
+            raise Http404
+        return FileResponse(log.file.open("rb"), as_attachment=True, filename=log.file.name.rsplit("/", 1)[-1],
+                            content_type=exports.XLSX_TYPE)
 
     def _refused(self, request, message):
         messages.error(request, message)
@@ -149,7 +194,7 @@ class ExportLogAdmin(admin.ModelAdmin):
             table = exports.stock_level_table(actor=actor, sku=request.GET.get("sku") or None,
                                               warehouse=request.GET.get("warehouse") or None,
                                               category=request.GET.get("category") or None)
-            return exports.respond(table, actor=actor, fmt=_format(request))
+            return exports.respond(table, actor=actor, fmt=_format(request), params=table.filters)
         except DomainError as exc:
             if exc.http_status == 403:
                 raise PermissionDenied(exc.message) from exc
@@ -164,7 +209,7 @@ class ExportLogAdmin(admin.ModelAdmin):
         try:
             table = exports.stock_move_table(actor=actor, start=data["start"], end=data["end"],
                                              warehouse=data.get("warehouse") or None)
-            return exports.respond(table, actor=actor, fmt=_format(request))
+            return exports.respond(table, actor=actor, fmt=_format(request), params=table.filters)
         except DomainError as exc:
             if exc.http_status == 403:
                 raise PermissionDenied(exc.message) from exc

@@ -67,6 +67,7 @@ class Table:
     includes_pii: bool
     filters: dict
     file_stem: str
+    count: Callable[[], int] | None = None  # how many rows, without reading them
 
 
 def order_table(*, actor: Actor, orders=None, filters: dict | None = None) -> Table:
@@ -98,7 +99,8 @@ def order_table(*, actor: Actor, orders=None, filters: dict | None = None) -> Ta
                    name, phone, province, city, district, address, goods, discount, fee, paid, currency,
                    _local(placed), _local(paid_at), buyer_note, seller_note]
 
-    return Table(ExportLog.Kind.ORDERS, headers, rows(), includes_pii=not hidden, filters=filters or {}, file_stem="orders")
+    return Table(ExportLog.Kind.ORDERS, headers, rows(), includes_pii=not hidden, filters=filters or {}, file_stem="orders",
+                 count=qs.count)
 
 
 def stock_level_table(*, actor: Actor, sku: str | None = None, warehouse: str | None = None,
@@ -116,7 +118,8 @@ def stock_level_table(*, actor: Actor, sku: str | None = None, warehouse: str | 
                    eta.isoformat() if eta else "", safety]
 
     filters = {k: v for k, v in {"sku": sku, "warehouse": warehouse, "category": category}.items() if v}
-    return Table(ExportLog.Kind.STOCK_LEVELS, headers, rows(), includes_pii=False, filters=filters, file_stem="stock")
+    return Table(ExportLog.Kind.STOCK_LEVELS, headers, rows(), includes_pii=False, filters=filters, file_stem="stock",
+                 count=qs.count)
 
 
 def stock_move_table(*, actor: Actor, start: date, end: date, warehouse: str | None = None) -> Table:
@@ -143,7 +146,8 @@ def stock_move_table(*, actor: Actor, start: date, end: date, warehouse: str | N
             yield [_local(at), wname, code, str(kinds.get(kind, kind)), dq, dr, qa, ra, number or "", reason, who, source]
 
     filters = {"start": start.isoformat(), "end": end.isoformat(), **({"warehouse": warehouse} if warehouse else {})}
-    return Table(ExportLog.Kind.STOCK_MOVES, headers, rows(), includes_pii=False, filters=filters, file_stem="stock-moves")
+    return Table(ExportLog.Kind.STOCK_MOVES, headers, rows(), includes_pii=False, filters=filters, file_stem="stock-moves",
+                 count=qs.count)
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -202,14 +206,29 @@ def _log(table: Table, actor: Actor, fmt: str) -> ExportLog:
                                     file_format=fmt, includes_pii=table.includes_pii)
 
 
-def respond(table: Table, *, actor: Actor, fmt: str = "xlsx"):
-    """The export as a download, logged. xlsx: built in a temporary file with flat memory,
-    then streamed from disk; csv: streamed as it is generated."""
+def async_rows() -> int:
+    return int(getattr(settings, "EXPORT_ASYNC_ROWS", 20000))
+
+
+def _file_name(table: Table, fmt: str) -> str:
+    return f"{table.file_stem}-{timezone.localtime().strftime('%Y%m%d-%H%M%S')}.{fmt}"
+
+
+def respond(table: Table, *, actor: Actor, fmt: str = "xlsx", params: dict | None = None):
+    """The export as a download, logged. csv: streamed as it is generated, whatever its
+    size. xlsx: built in a temporary file with flat memory, then streamed from disk; over
+    EXPORT_ASYNC_ROWS rows a django-q2 task writes it instead (`params` rebuild the same
+    table there) and the answer is a redirect to the export's page with its download link."""
     if fmt not in ("xlsx", "csv"):
         raise InvalidInput("导出格式只能是 xlsx 或 csv")
+    if fmt == "xlsx" and table.count is not None and table.count() > async_rows():
+        from django.http import HttpResponseRedirect
+        from django.urls import reverse
+
+        log = queue_export(table, actor=actor, params=params if params is not None else table.filters)
+        return HttpResponseRedirect(reverse("admin:core_exportlog_status", args=[log.pk]))
     log = _log(table, actor, fmt)
-    stamp = timezone.localtime().strftime("%Y%m%d-%H%M%S")
-    name = f"{table.file_stem}-{stamp}.{fmt}"
+    name = _file_name(table, fmt)
 
     def done(n: int) -> None:
         ExportLog.objects.filter(pk=log.pk).update(row_count=n)
@@ -228,3 +247,68 @@ def order_export_filters(params) -> dict:
     """The changelist's query string as it was (for the log): {param: value}."""
     return {k: params.get(k) for k in sorted(params) if k not in ("format", "o", "p")}
 
+
+
+# --- big xlsx exports: a task writes the file -------------------------------------------------
+def queue_export(table: Table, *, actor: Actor, params: dict) -> ExportLog:
+    from django.db import transaction
+    from django_q.tasks import async_task
+
+    log = ExportLog.objects.create(kind=table.kind, status=ExportLog.Status.QUEUED, user=actor.user,
+                                   actor_label=actor.label, filters=table.filters, file_format="xlsx",
+                                   includes_pii=table.includes_pii)
+    transaction.on_commit(lambda: async_task("orders.exports.run_export", log.pk, params,
+                                             task_name=f"export-{log.pk}", group="exports"))
+    return log
+
+
+def _rebuild(log: ExportLog, params: dict) -> Table:
+    from config.actors import Source
+
+    actor = Actor.of(log.user, Source.ADMIN)
+    if log.kind == ExportLog.Kind.ORDERS:
+        from orders.admin_exports import order_table_from_changelist
+
+        return order_table_from_changelist(user=log.user, params=params)
+    if log.kind == ExportLog.Kind.STOCK_LEVELS:
+        return stock_level_table(actor=actor, **{k: params.get(k) for k in ("sku", "warehouse", "category")})
+    return stock_move_table(actor=actor, start=date.fromisoformat(params["start"]), end=date.fromisoformat(params["end"]),
+                            warehouse=params.get("warehouse") or None)
+
+
+def run_export(log_id: int, params: dict) -> int:
+    """The django-q2 task: write the export's xlsx into MEDIA_ROOT/exports/ (safe to retry)."""
+    from django.core.files import File
+
+    from config.errors import DomainError
+
+    if not ExportLog.objects.filter(pk=log_id, status=ExportLog.Status.QUEUED).update(status=ExportLog.Status.RUNNING):
+        return 0
+    log = ExportLog.objects.get(pk=log_id)
+    try:
+        table = _rebuild(log, params)
+        with tempfile.TemporaryFile() as out:
+            log.row_count = write_xlsx(table, out)
+            out.seek(0)
+            log.file.save(_file_name(table, "xlsx"), File(out), save=False)
+        log.status = ExportLog.Status.DONE
+    except DomainError as exc:
+        log.status, log.error = ExportLog.Status.FAILED, exc.message[:255]
+    except Exception as exc:  # shown on the export's page; the task log has the traceback
+        log.status, log.error = ExportLog.Status.FAILED, f"导出失败: {type(exc).__name__}"[:255]
+        raise
+    finally:
+        log.finished_at = timezone.now()
+        log.save()
+    return log.row_count or 0
+
+
+def purge_export_files(days: int | None = None) -> int:
+    """Delete task export files older than EXPORT_KEEP_DAYS (the log rows stay). A job."""
+    keep = int(getattr(settings, "EXPORT_KEEP_DAYS", 7)) if days is None else days
+    purged = 0
+    for log in ExportLog.objects.filter(created_at__lt=timezone.now() - timedelta(days=keep)).exclude(file=""):
+        log.file.delete(save=False)
+        log.save(update_fields=["file"])
+        purged += 1
+    return purged

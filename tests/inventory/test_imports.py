@@ -457,16 +457,22 @@ def test_a_big_file_is_checked_and_applied_by_a_task_with_a_progress_page(settin
 
 
 # --- the bulk stocktake is the per-row stocktake, in bulk ------------------------------------------
-def test_bulk_stocktake_matches_the_per_row_service(suzhou, tianjin):
+def test_bulk_stocktake_matches_the_per_row_service(suzhou, tianjin, monkeypatch, django_capture_on_commit_callbacks):
     from django.db import transaction
 
+    from config import notify
+
+    alerts = []
+    monkeypatch.setattr(notify, "stock_alert", lambda pool_id, available, threshold: alerts.append(
+        (StockLevel.objects.get(pk=pool_id).sku.code.replace("T-", "B-"), available, threshold)))
     skus = [SkuFactory(code=f"B-{i}", safety_stock=5) for i in range(4)]
     counts = [(suzhou, skus[0], 3), (suzhou, skus[1], 0), (tianjin, skus[2], 9), (tianjin, skus[3], 2)]
     for s in skus:
         stock(suzhou, s, 2)
     actor = Actor.of(staff("warehouse"), Source.IMPORT)
-    with transaction.atomic():
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         imports.stock_count_bulk(counts=[(w, s, n, "盘点") for w, s, n in counts], actor=actor)
+    bulk_alerts, alerts[:] = sorted(alerts), []
     bulk = sorted(StockMove.objects.filter(kind="stocktake").values_list(
         "stock_level__warehouse__code", "stock_level__sku__code", "on_hand_delta", "on_hand_after", "reason", "source"))
     bulk_levels = sorted(StockLevel.objects.values_list("warehouse__code", "sku__code", "on_hand"))
@@ -474,8 +480,10 @@ def test_bulk_stocktake_matches_the_per_row_service(suzhou, tianjin):
     twins = [SkuFactory(code=f"T-{i}", safety_stock=5) for i in range(4)]
     for s in twins:
         stock(suzhou, s, 2)
-    for (w, _s, n), twin in zip(counts, twins):
-        services.stock_count(warehouse=w, sku=twin, counted=n, actor=actor, reason="盘点")
+    with django_capture_on_commit_callbacks(execute=True):
+        for (w, _s, n), twin in zip(counts, twins):
+            services.stock_count(warehouse=w, sku=twin, counted=n, actor=actor, reason="盘点")
+    assert sorted(alerts) == bulk_alerts and len(bulk_alerts) == 3  # counts 3, 0 and 2 are below safety stock 5
     single = sorted(StockMove.objects.filter(kind="stocktake", stock_level__sku__code__startswith="T-").values_list(
         "stock_level__warehouse__code", "stock_level__sku__code", "on_hand_delta", "on_hand_after", "reason", "source"))
     assert [(w, c.replace("T-", "B-"), *rest) for w, c, *rest in single] == bulk
