@@ -221,3 +221,70 @@ def test_xlsx_writer_memory_does_not_grow_with_rows(tmp_path):
     assert big < small * 2 + 512 * 1024, (small, big)
     book = openpyxl.load_workbook(tmp_path / "40000.xlsx", read_only=True)
     assert book.active.max_row == 40_001
+
+
+# --- big xlsx exports run as a task with a download link -----------------------------------------
+def test_a_big_xlsx_export_is_written_by_a_task_with_a_download_page(settings, tmp_path, shop, monkeypatch,
+                                                                     django_capture_on_commit_callbacks):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EXPORT_ASYNC_ROWS = 2
+    queued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args, **kw: queued.append((func, args)))
+    paid = [make_order(shop=shop) for _ in range(3)]
+    make_order(shop=ShopFactory(code="jd-1"))
+    user = staff("warehouse")  # masked
+    client = client_for(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.get(reverse(EXPORT), {"shop__id__exact": shop.pk})
+    assert response.status_code == 302
+    log = ExportLog.objects.get()
+    assert (log.status, log.includes_pii, log.user) == ("queued", False, user)
+    assert queued == [("orders.exports.run_export", (log.pk, {"shop__id__exact": str(shop.pk)}))]
+    page = client.get(response["Location"]).content.decode()
+    assert 'http-equiv="refresh"' in page and "下载文件" not in page
+    exports.run_export(*queued[0][1])  # what the worker does
+    exports.run_export(*queued[0][1])  # a retried task writes nothing twice
+    log.refresh_from_db()
+    assert (log.status, log.row_count) == ("done", 3)
+    assert "下载文件" in client.get(response["Location"]).content.decode()
+    download = client.get(reverse("admin:core_exportlog_download", args=[log.pk]))
+    rows = by_header(read_xlsx(download))
+    assert sorted(r["订单号"] for r in rows) == sorted(o.number for o in paid)  # the same filters
+    assert {r["收件电话"] for r in rows} == {"138****8000"}  # masked in the task too
+    # the file is for who asked for it
+    assert client_for(staff("supervisor")).get(reverse("admin:core_exportlog_download", args=[log.pk])).status_code == 404
+    # csv still streams at any size
+    assert client.get(reverse(EXPORT), {"format": "csv"}).streaming
+    # old files are purged, the log stays
+    ExportLog.objects.filter(pk=log.pk).update(created_at=timezone.now() - timedelta(days=8))
+    assert exports.purge_export_files() == 1
+    log.refresh_from_db()
+    assert not log.file
+
+
+def test_purge_jobs_are_scheduled():
+    from django_q.models import Schedule
+
+    assert set(Schedule.objects.values_list("func", flat=True)) >= {
+        "inventory.imports.purge_import_files", "orders.exports.purge_export_files"}
+
+
+def test_a_big_ledger_export_is_rebuilt_by_the_task_with_the_same_period_and_scope(settings, tmp_path, monkeypatch):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EXPORT_ASYNC_ROWS = 0
+    queued = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda func, *args, **kw: queued.append(args))
+    suzhou, tianjin = WarehouseFactory(code="suzhou", name="苏州仓"), WarehouseFactory(code="tianjin", name="天津仓")
+    sku = SkuFactory(code="BASIN-01")
+    stock(suzhou, sku, 5)
+    stock(tianjin, sku, 7)
+    user = scoped(staff("warehouse"), warehouses=[tianjin])
+    client = client_for(user)
+    today = timezone.localdate().isoformat()
+    response = client.get(reverse("admin:core_exportlog_ledger"), {"start": today, "end": today})
+    assert response.status_code == 302
+    log = ExportLog.objects.get()
+    exports.run_export(log.pk, log.filters)
+    log.refresh_from_db()
+    rows = by_header(read_xlsx(client.get(reverse("admin:core_exportlog_download", args=[log.pk]))))
+    assert [(r["仓库"], r["在库变动"]) for r in rows] == [("天津仓", 7)]
