@@ -267,21 +267,55 @@ def _chunks(items: list, size: int = 900) -> Iterable[list]:
         yield items[i:i + size]
 
 
-def bulk_set(model, objs: list, fields: Iterable[str]) -> None:
-    """`UPDATE … SET fields WHERE id = …` for each object, as one `executemany` (Django's
-    `bulk_update` builds a CASE per batch, which is slow on big files, on SQLite above all).
-    Sends no signals, like `bulk_update`."""
-    if not objs:
+def update_rows(model, fields: list[str], rows: list[tuple]) -> None:
+    """Set `fields` on many rows by primary key: `rows` are (pk, *values) already prepared
+    for the database. PostgreSQL: one `UPDATE … FROM (VALUES …)` per 5,000 rows; elsewhere
+    one `executemany` (SQLite runs in-process: no round trips). Django's `bulk_update`
+    builds a CASE per batch instead, which is slow on big files. Sends no signals."""
+    if not rows:
         return
     connection = transaction.get_connection()
     qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    pk = model._meta.pk
     cols = [model._meta.get_field(f) for f in fields]
-    sql = (f"UPDATE {qn(model._meta.db_table)} SET {', '.join(f'{qn(c.column)} = %s' for c in cols)} "
-           f"WHERE {qn(model._meta.pk.column)} = %s")
-    params = [[c.get_db_prep_save(getattr(o, c.attname), connection) for c in cols] + [o.pk] for o in objs]
     with connection.cursor() as cursor:
-        for chunk in _chunks(params, 5000):
-            cursor.executemany(sql, chunk)
+        if connection.vendor == "postgresql":
+            types = ["bigint" if pk.get_internal_type() == "BigAutoField" else "integer"]
+            types += [c.cast_db_type(connection) for c in cols]
+            row = "(" + ", ".join(f"%s::{t}" for t in types) + ")"
+            names = ", ".join(qn(n) for n in ["pk", *[c.column for c in cols]])
+            sets = ", ".join(f"{qn(c.column)} = v.{qn(c.column)}" for c in cols)
+            for chunk in _chunks(rows, 5000):
+                cursor.execute(f"UPDATE {table} AS t SET {sets} FROM (VALUES {', '.join([row] * len(chunk))}) "
+                               f"AS v({names}) WHERE t.{qn(pk.column)} = v.{qn('pk')}",
+                               [value for r in chunk for value in r])
+        else:
+            sql = (f"UPDATE {table} SET {', '.join(f'{qn(c.column)} = %s' for c in cols)} "
+                   f"WHERE {qn(pk.column)} = %s")
+            cursor.executemany(sql, [(*r[1:], r[0]) for r in rows])
+
+
+def insert_rows(model, columns: list[str], rows: list[tuple]) -> None:
+    """Multi-row `INSERT … VALUES (…), (…)` of prepared values, 1,000 rows a statement."""
+    if not rows:
+        return
+    connection = transaction.get_connection()
+    qn = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for c in columns)}) VALUES "
+    with connection.cursor() as cursor:
+        for chunk in _chunks(rows, 1000):
+            cursor.execute(head + ", ".join([row] * len(chunk)), [value for r in chunk for value in r])
+
+
+def bulk_set(model, objs: list, fields: Iterable[str]) -> None:
+    """Write `fields` of each (already loaded) object back with `update_rows`."""
+    connection = transaction.get_connection()
+    fields = list(fields)
+    cols = [model._meta.get_field(f) for f in fields]
+    update_rows(model, fields, [(o.pk, *[c.get_db_prep_save(getattr(o, c.attname), connection) for c in cols])
+                                for o in objs])
 
 
 def _in_bulk(source, field_name: str, values: Iterable) -> dict:
@@ -561,22 +595,14 @@ def stock_count_bulk(*, counts: list[tuple[Warehouse, Sku, int, str]], actor: Ac
         if not delta:
             continue
         pool[1] = counted
-        updates.append((counted, at, pk))
+        updates.append((pk, counted, at))
         moves.append((pk, StockMove.Kind.STOCKTAKE.value, delta, 0, counted, reserved, (reason or "盘点")[:255],
                       user_id, label, source, at))
         if sku.safety_stock and counted - reserved < sku.safety_stock:
             alerts.append((pk, counted - reserved, sku.safety_stock))
-    qn = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        for chunk in _chunks(updates, 5000):
-            cursor.executemany(f"UPDATE {qn(StockLevel._meta.db_table)} SET {qn('on_hand')} = %s, "
-                               f"{qn('updated_at')} = %s WHERE {qn('id')} = %s", chunk)
-        columns = ("stock_level_id", "kind", "on_hand_delta", "reserved_delta", "on_hand_after", "reserved_after",
-                   "reason", "actor_id", "actor_label", "source", "created_at")
-        insert = (f"INSERT INTO {qn(StockMove._meta.db_table)} ({', '.join(qn(c) for c in columns)}) "
-                  f"VALUES ({', '.join(['%s'] * len(columns))})")
-        for chunk in _chunks(moves, 5000):
-            cursor.executemany(insert, chunk)
+    update_rows(StockLevel, ["on_hand", "updated_at"], updates)
+    insert_rows(StockMove, ["stock_level_id", "kind", "on_hand_delta", "reserved_delta", "on_hand_after", "reserved_after",
+                            "reason", "actor_id", "actor_label", "source", "created_at"], moves)
     for pool_id, available, threshold in alerts:
         transaction.on_commit(lambda p=pool_id, a=available, t=threshold: notify.stock_alert(p, available=a, threshold=t))
     return len(moves)

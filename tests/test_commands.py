@@ -61,9 +61,9 @@ def test_setup_schedules_twice_keeps_one_row_per_job():
     first = {name: (s.pk, s.next_run) for name, s in _schedules().items()}
     out = StringIO()
     call_command("setup_schedules", stdout=out)
-    assert Schedule.objects.count() == len(first) == 3
+    assert Schedule.objects.count() == len(first) == 5  # expiry, retry, audit, purge imports, purge exports
     assert {name: (s.pk, s.next_run) for name, s in _schedules().items()} == first
-    assert out.getvalue().count("unchanged") == 3
+    assert out.getvalue().count("unchanged") == 5
 
 
 def test_setup_schedules_puts_back_a_changed_schedule():
@@ -72,7 +72,7 @@ def test_setup_schedules_puts_back_a_changed_schedule():
     call_command("setup_schedules", stdout=StringIO())
     expiry = Schedule.objects.get(name="reservation expiry")
     assert (expiry.minutes, expiry.func) == (10, "orders.tasks.expire_lead_time_reservations")
-    assert Schedule.objects.count() == 3
+    assert Schedule.objects.count() == 5
 
 
 def test_the_supervisor_holds_every_order_action_listed_by_hand():

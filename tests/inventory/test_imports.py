@@ -522,6 +522,10 @@ def test_purge_deletes_old_files_but_keeps_the_history(suzhou, sku):
 
 
 def test_purge_is_scheduled():
+    from io import StringIO
+
+    from django.core.management import call_command
     from django_q.models import Schedule
 
-    assert Schedule.objects.filter(func="inventory.imports.purge_import_files").exists()
+    call_command("setup_schedules", stdout=StringIO())
+    assert Schedule.objects.get(func="inventory.imports.purge_import_files").schedule_type == Schedule.CRON

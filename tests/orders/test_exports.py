@@ -263,8 +263,12 @@ def test_a_big_xlsx_export_is_written_by_a_task_with_a_download_page(settings, t
 
 
 def test_purge_jobs_are_scheduled():
+    from io import StringIO
+
+    from django.core.management import call_command
     from django_q.models import Schedule
 
+    call_command("setup_schedules", stdout=StringIO())
     assert set(Schedule.objects.values_list("func", flat=True)) >= {
         "inventory.imports.purge_import_files", "orders.exports.purge_export_files"}
 
