@@ -253,6 +253,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--database", default="")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # figures as they come, also into a file
 
     url = database_url(args)
     _common.setup_django(url)
