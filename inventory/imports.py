@@ -347,6 +347,15 @@ def in_lists(field: str, values: list, db_type: str = "bigint") -> Iterable[dict
         yield {f"{field}__in": chunk}
 
 
+def _saved(model, rows: Iterable[tuple[bool, Any]]) -> None:
+    """Bulk writes send no signals: send `post_save` for each (created, object) written, so
+    whoever listens (orders re-resolving held lines, the channel stock push marking SKUs)
+    hears about an import exactly as about a save in the admin."""
+    using = transaction.get_connection().alias
+    for created, obj in rows:
+        post_save.send(sender=model, instance=obj, created=created, update_fields=None, raw=False, using=using)
+
+
 def _in_bulk(source, field_name: str, values: Iterable) -> dict:
     """{value: object} for the model (or queryset) rows whose `field_name` is in `values`."""
     qs = source.objects.all() if isinstance(source, type) else source
@@ -462,6 +471,7 @@ class SkuImport(ImportKind):
         creates = [sku for action, sku, _f in plan.work if action == "create"]
         Sku.objects.bulk_create(creates, batch_size=1000)
         bulk_set(Sku, [sku for action, sku, _f in plan.work if action == "update"], self.FIELDS)
+        _saved(Sku, [(action == "create", sku) for action, sku, _f in plan.work])
 
 
 # --- safety stock -----------------------------------------------------------------------------
@@ -503,6 +513,7 @@ class SafetyStockImport(ImportKind):
     def apply(self, plan, actor):
         self.check_permission(actor)
         bulk_set(Sku, plan.work, ["safety_stock", "emergency_buffer"])
+        _saved(Sku, [(False, sku) for sku in plan.work])
 
 
 # --- SKU mappings -----------------------------------------------------------------------------
@@ -563,10 +574,7 @@ class SkuMappingImport(ImportKind):
         creates = [m for created, m in plan.work if created]
         SkuMapping.objects.bulk_create(creates, batch_size=1000)
         bulk_set(SkuMapping, [m for created, m in plan.work if not created], ["sku"])
-        # bulk writes send no signals: tell the listeners (held orders re-resolve on commit).
-        for created, mapping in plan.work:
-            post_save.send(sender=SkuMapping, instance=mapping, created=created, update_fields=None, raw=False,
-                           using="default")
+        _saved(SkuMapping, plan.work)  # held orders re-resolve, channel stock is marked for a push
 
 
 # --- stock counts -----------------------------------------------------------------------------
