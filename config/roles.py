@@ -17,7 +17,10 @@ def _view(*models: str) -> list[str]:
     return [f"{m.split('.')[0]}.view_{m.split('.')[1]}" for m in models]
 
 
-ORDER_VIEW = _view("orders.order", "orders.orderline", "orders.orderevent", "orders.customer", "orders.shop")
+ORDER_VIEW = _view("orders.order", "orders.orderline", "orders.orderevent", "orders.customer", "orders.shop",
+                   "orders.shipment", "orders.shipmentline", "orders.trackingevent")
+CARRIER_CONFIG = ["orders.view_carrieraccount", "orders.add_carrieraccount", "orders.change_carrieraccount",
+                  "orders.view_carrierpush"]
 STOCK_VIEW = _view("inventory.warehouse", "inventory.sku", "inventory.skumapping", "inventory.stocklevel", "inventory.reservation", "inventory.stockmove", "inventory.routingrule")
 
 ROLES: dict[str, dict] = {
@@ -42,6 +45,7 @@ ROLES: dict[str, dict] = {
             "orders.ship_order",
             "orders.deliver_order",
             "orders.hold_order",
+            "orders.view_carrierpush",
             "inventory.receive_stock",
             "inventory.adjust_stock",
             "inventory.confirm_reservation",
@@ -63,6 +67,7 @@ ROLES: dict[str, dict] = {
             "inventory.add_routingrule", "inventory.change_routingrule", "inventory.delete_routingrule",
             "inventory.receive_stock", "inventory.adjust_stock", "inventory.confirm_reservation",
             "orders.allocate_order", "orders.hold_order", "orders.release_order",
+            *CARRIER_CONFIG,
         ],
     },
     "supervisor": {
@@ -77,6 +82,8 @@ ROLES: dict[str, dict] = {
             "inventory.add_skumapping", "inventory.change_skumapping", "inventory.delete_skumapping",
             "inventory.add_routingrule", "inventory.change_routingrule", "inventory.delete_routingrule",
             "inventory.receive_stock", "inventory.adjust_stock", "inventory.confirm_reservation",
+            "orders.undo_customermerge",  # only a supervisor splits customers merged across platforms
+            *CARRIER_CONFIG,
         ],
     },
 }

@@ -80,6 +80,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "portal.middleware.PortalSecurityHeadersMiddleware",  # /h5/ only: CSP, frame-ancestors, no-store
     "axes.middleware.AxesMiddleware",  # last: turns a lock-out into config.security.lockout_response
 ]
 
@@ -225,6 +226,40 @@ ORDERHUB = {
     "LEAD_TIME_RESERVATION_HOURS": int(os.environ.get("LEAD_TIME_RESERVATION_HOURS", "24")),
     # Time zone for order numbers and dates when a shop does not say otherwise.
     "DEFAULT_TIME_ZONE": os.environ.get("SHOP_TIME_ZONE") or "Asia/Shanghai",
+}
+# Platform webhooks (/hooks/<platform>/<shop>/): larger bodies are refused with 413 unread.
+WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES") or 1024 * 1024)
+
+# --- Customer portal (/h5/) and SMS -----------------------------------------------------
+# See portal/__init__.py. Codes: 6 digits, hashed, PORTAL_CODE_TTL_SECONDS valid, at most
+# PORTAL_CODE_MAX_ATTEMPTS tries. Rate limits "N/seconds", counted in the shared cache.
+PORTAL_CODE_TTL_SECONDS = int(os.environ.get("PORTAL_CODE_TTL_SECONDS") or 300)
+PORTAL_CODE_MAX_ATTEMPTS = int(os.environ.get("PORTAL_CODE_MAX_ATTEMPTS") or 5)
+PORTAL_SESSION_IDLE_SECONDS = int(os.environ.get("PORTAL_SESSION_IDLE_SECONDS") or 1800)
+PORTAL_RATE_LIMITS = {
+    "send_phone_interval": os.environ.get("PORTAL_SEND_PHONE_INTERVAL") or "1/60",  # one code a minute
+    "send_phone": os.environ.get("PORTAL_SEND_PHONE_RATE") or "5/3600",
+    "send_ip": os.environ.get("PORTAL_SEND_IP_RATE") or "20/3600",
+    "verify_phone": os.environ.get("PORTAL_VERIFY_PHONE_RATE") or "10/3600",
+    "verify_ip": os.environ.get("PORTAL_VERIFY_IP_RATE") or "50/3600",
+}
+PORTAL_SERVICE_PHONE = os.environ.get("PORTAL_SERVICE_PHONE") or "400-800-8888"
+PORTAL_SERVICE_HOURS = os.environ.get("PORTAL_SERVICE_HOURS") or _("每天 9:00–21:00")
+PORTAL_TIME_ZONE = os.environ.get("PORTAL_TIME_ZONE") or "Asia/Shanghai"
+# Who may frame the portal (CSP frame-ancestors). WeChat's menu opens it top-level in its
+# own browser; 'self' plus WeChat's domains keeps article/menu embeds working.
+PORTAL_FRAME_ANCESTORS = os.environ.get("PORTAL_FRAME_ANCESTORS") or "'self' https://*.weixin.qq.com https://*.qq.com"
+# SMS: "outbox" (default: stored in PortalSmsOutbox, shown in the admin and the log) or
+# "aliyun" (Alibaba Cloud SMS SendSms, RPC-signed).
+SMS_BACKEND = os.environ.get("SMS_BACKEND") or "outbox"
+SMS_ALIYUN = {
+    "ENDPOINT": os.environ.get("SMS_ALIYUN_ENDPOINT") or "https://dysmsapi.aliyuncs.com/",
+    "ACCESS_KEY_ID": os.environ.get("SMS_ALIYUN_ACCESS_KEY_ID", ""),
+    "ACCESS_KEY_SECRET": os.environ.get("SMS_ALIYUN_ACCESS_KEY_SECRET", ""),
+    "SIGN_NAME": os.environ.get("SMS_ALIYUN_SIGN_NAME", ""),
+    "TEMPLATE_CODE": os.environ.get("SMS_ALIYUN_TEMPLATE_CODE", ""),
+    "REGION_ID": os.environ.get("SMS_ALIYUN_REGION_ID") or "cn-hangzhou",
+    "TIMEOUT": float(os.environ.get("SMS_ALIYUN_TIMEOUT") or 5),
 }
 
 # --- Excel import / export ---------------------------------------------------------------

@@ -15,7 +15,10 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("h5/", include("portal.urls")),
     path("api/v1/", include("config.api_urls")),
+    path("hooks/carriers/", include("orders.carrier_hooks")),  # before any hooks/<platform>/<shop_code>/
+    path("hooks/", include("orders.urls_hooks")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),

@@ -51,7 +51,7 @@ class WarehouseAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
 
 class SkuMappingInline(admin.TabularInline):
     model = SkuMapping
-    fields = ("shop", "platform_sku_id")
+    fields = ("shop", "platform_sku_id", "platform_item_id")
     extra = 0
 
     def get_queryset(self, request):
@@ -83,7 +83,7 @@ class SkuAdmin(admin.ModelAdmin):
 
 @admin.register(SkuMapping)
 class SkuMappingAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
-    list_display = ("shop", "platform_sku_id", "sku")
+    list_display = ("shop", "platform_sku_id", "platform_item_id", "sku")
     list_filter = (("shop", admin.RelatedOnlyFieldListFilter),)
     search_fields = ("platform_sku_id", "sku__code", "sku__name")
     list_select_related = ("shop", "sku")

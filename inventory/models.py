@@ -5,6 +5,7 @@ from __future__ import annotations
 import pgtrigger
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
@@ -58,6 +59,10 @@ class Sku(models.Model):
     emergency_buffer = models.PositiveIntegerField(
         _("应急保留"), default=0, help_text=_("不向渠道展示的保留数量")
     )
+    emergency_buffer_percent = models.PositiveSmallIntegerField(
+        _("应急保留比例(%)"), default=0, validators=[MaxValueValidator(100)],
+        help_text=_("按可用库存的百分比保留,不向渠道展示;与「应急保留」取较大者"),
+    )
     tax_exempt = models.BooleanField(_("免税商品"), default=False)
     is_active = models.BooleanField(_("启用"), default=True)
 
@@ -73,6 +78,10 @@ class Sku(models.Model):
 class SkuMapping(models.Model):
     shop = models.ForeignKey("orders.Shop", on_delete=models.CASCADE, related_name="sku_mappings", verbose_name=_("店铺"))
     platform_sku_id = models.CharField(_("平台 SKU ID"), max_length=100)
+    platform_item_id = models.CharField(
+        _("平台商品 ID"), max_length=100, blank=True,
+        help_text=_("回写库存时部分平台需要(淘宝 num_iid、拼多多 goods_id、抖音 product_id)"),
+    )
     sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="mappings", verbose_name=_("SKU"))
 
     class Meta:

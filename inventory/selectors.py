@@ -8,6 +8,7 @@ shop (an agency's brand team does not see another brand's order numbers).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Iterable
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -76,3 +77,20 @@ def expired_reservation_order_ids(*, now: datetime | None = None) -> list[int]:
             .values_list("order_line__order_id", flat=True)
         )
     )
+
+
+def channel_available(*, sku_ids: Iterable[int] | None = None) -> dict[tuple[str, int], int]:
+    """Available stock (on_hand − reserved) per (country, SKU id), summed over the warehouses
+    that may serve orders to that country — the same set allocation routes over
+    (`inventory.allocation._load`): active, allocatable (so not a return centre), grouped by
+    the warehouse's country. Lead-time warehouses count (sellable with a lead time); inbound
+    stock does not (display only). One query; ``sku_ids=None`` means every SKU."""
+    from django.db.models import F, Sum
+
+    qs = StockLevel.objects.filter(warehouse__is_active=True, warehouse__allocatable=True)
+    if sku_ids is not None:
+        qs = qs.filter(sku_id__in=list(sku_ids))
+    rows = (qs.values("warehouse__country", "sku_id").order_by()
+            .annotate(free=Sum(F("on_hand") - F("reserved")))
+            .values_list("warehouse__country", "sku_id", "free"))
+    return {(country, sku_id): max(int(free or 0), 0) for country, sku_id, free in rows}

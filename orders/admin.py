@@ -12,13 +12,16 @@ limited to the person's shops / warehouses (`StaffProfile`); outside it, a page 
 
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, Value
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Value
 from django.db.models import BooleanField as BooleanValue
 from django.http import Http404, HttpResponseRedirect
 from django.urls import path, reverse
@@ -27,8 +30,14 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from config.admin_tools import OutOfScopeIs404Mixin, PiiLookupGuardMixin, ReadOnlyAdminMixin, admin_actor
-from inventory.models import Reservation
+from config.admin_tools import (
+    EstimatedCountPaginator,
+    OutOfScopeIs404Mixin,
+    PiiLookupGuardMixin,
+    ReadOnlyAdminMixin,
+    admin_actor,
+)
+from inventory.models import Reservation, Sku
 from orders import selectors, services
 from config.errors import DomainError
 from orders.masking import mask_address, mask_name, mask_phone
@@ -111,14 +120,14 @@ class ShopAdminForm(forms.ModelForm):
 @admin.register(Shop)
 class ShopAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
     form = ShopAdminForm
-    list_display = ("code", "name", "platform", "currency", "ship_within_hours", "sync_enabled", "sync_cursor", "is_active")
+    list_display = ("code", "name", "platform", "currency", "ship_within_hours", "sync_enabled", "is_active")
     list_filter = ("platform", "sync_enabled", "is_active")
     search_fields = ("code", "name")
-    readonly_fields = ("sync_cursor", "created_at")
+    readonly_fields = ("created_at",)
     fieldsets = (
         (None, {"fields": ("platform", "code", "name", "is_active")}),
         (_("履约与同步"), {"fields": ("currency", "time_zone", "ship_within_hours", "sync_enabled",
-                                   "sync_interval_minutes", "sync_cursor", "created_at")}),
+                                   "sync_interval_minutes", "api_base_url", "created_at")}),
         (_("接口凭据"), {"classes": ("collapse",), "fields": ("app_key", *SECRET_FIELDS)}),
     )
 
@@ -215,6 +224,38 @@ class ReservationWarehouseFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=order_ids)
 
 
+class IndexedOrderingChangeList(ChangeList):
+    """Sorting only by the columns in `sortable_by`, even from a hand-made `?o=` (a sort by
+    any other column would sort every order in the list). A page that comes back short
+    is the last one: an estimated count (EstimatedCountPaginator) becomes exact there."""
+
+    def get_results(self, request):
+        super().get_results(request)
+        shown = len(self.result_list)
+        if getattr(self.paginator, "estimated", False) and shown < self.list_per_page and (shown or self.page_num == 1):
+            exact = (self.page_num - 1) * self.list_per_page + shown
+            self.paginator.settle(exact)
+            self.result_count = exact
+            self.can_show_all = exact <= self.list_max_show_all
+            self.multi_page = exact > self.list_per_page
+
+    def get_ordering_field(self, field_name):
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
+
+class ShopWithOrdersFilter(admin.RelatedFieldListFilter):
+    """Shops offered as filter choices: those the person may see with at least one order
+    they may see. One EXISTS per shop (an index probe on the orders' shop), not Django's
+    RelatedOnlyFieldListFilter, whose DISTINCT over every order costs ~100 ms at 1M orders."""
+
+    def field_choices(self, field, request, model_admin):
+        orders = model_admin.get_queryset(request).filter(shop_id=OuterRef("pk")).order_by()
+        shops = selectors.shop_list(actor=admin_actor(request)).filter(Exists(orders))
+        return [(shop.pk, str(shop)) for shop in shops]
+
+
 class OrderLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = OrderLine
     fields = ("sku", "platform_sku_id", "title", "quantity", "unit_price", "discount_amount", "is_gift", "reservation_summary")
@@ -292,6 +333,61 @@ def transition_form(name: str, order: Order, prefix: str, actor) -> forms.Form |
     return form
 
 
+ORDER_NUMBER_PREFIX = re.compile(r"OH\d{0,20}", re.IGNORECASE)  # "OH" + yymmdd + serial, or a prefix of one
+
+
+def _number_prefix_q(term: str) -> Q:
+    """Order numbers starting with `term` ("OH" + digits). LIKE 'OH2612%' is the definition
+    (the varchar_pattern_ops index on PostgreSQL); the equivalent range ('OH2612' ≤ number
+    < 'OH2613', digits and capitals only) lets the unique index serve it and its order."""
+    prefix = term.upper()
+    digits = prefix[2:]
+    following = str(int(digits) + 1).zfill(len(digits)) if digits else ""
+    upper = "OI" if not digits or len(following) > len(digits) else "OH" + following
+    return Q(number__startswith=prefix, number__gte=prefix, number__lt=upper)
+
+
+def tracking_number_orders(term: str) -> QuerySet | None:
+    """Hook for the shipments app: the ids of orders with a parcel of this tracking number
+    (an exact match on an indexed column), e.g.
+    `Shipment.objects.filter(tracking_number=term).values("order_id")`. None until then."""
+    return None
+
+
+def order_search(queryset: QuerySet[Order], term: str, *, may_see_pii: bool) -> QuerySet[Order]:
+    """The orders of `queryset` (already scoped to the viewer) that `term` names, each
+    interpretation an exact or prefix match on an index:
+
+    - an order number, whole or a prefix ("OH2612"): a range on the unique number (a term
+      shaped like an order number is looked up as one only, not as a platform id or phone);
+    - a platform order id: exact (indexed);
+    - a phone in any spelling, only for viewers who may see personal data: the normalized
+      receiver phone or the customer's phone (`selectors.order_phone_q`);
+    - a SKU code: exact, the orders with a line of that SKU (the lines' SKU index);
+    - a tracking number, once shipments exist (`tracking_number_orders`).
+
+    A term may fit several (an 11-digit platform id is also a valid phone): any match counts.
+    Same-table interpretations are OR'ed (a BitmapOr of index scans); those through another
+    table join as `id IN (… UNION ALL …)`, never an OR with a subquery (which would scan)."""
+    if ORDER_NUMBER_PREFIX.fullmatch(term):
+        same_table = _number_prefix_q(term)
+    else:
+        same_table = Q(platform_order_id=term)
+        if may_see_pii and services.normalize_phone(term):
+            same_table |= selectors.order_phone_q(term)
+    elsewhere = []
+    sku_ids = list(Sku.objects.filter(code=term).values_list("pk", flat=True)[:1])
+    if sku_ids:
+        elsewhere.append(OrderLine.objects.filter(sku_id=sku_ids[0]).order_by().values("order_id"))
+    tracking = tracking_number_orders(term)
+    if tracking is not None:
+        elsewhere.append(tracking)
+    if not elsewhere:
+        return queryset.filter(same_table)
+    ids = Order.objects.filter(same_table).order_by().values("pk").union(*elsewhere, all=True)
+    return queryset.filter(pk__in=ids)
+
+
 @admin.register(Order)
 class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     form = OrderAdminForm
@@ -301,15 +397,26 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
                     "amount", "receiver_name_display", "receiver_phone_display", "placed_at")
     list_select_related = ("shop", "customer")
     # Shops offered as filter choices: only those of the orders the person may see.
-    list_filter = ("status", ("shop", admin.RelatedOnlyFieldListFilter), "shop__platform", "hold_reason", "placed_at",
+    list_filter = ("status", ("shop", ShopWithOrdersFilter), "shop__platform", "hold_reason", "placed_at",
                    ReservationWarehouseFilter)
-    search_fields = ("number", "platform_order_id", "receiver_phone", "lines__sku__code")
+    # Only columns whose order an index serves (the rest would sort the whole table).
+    sortable_by = ("number", "status_display", "placed_at")
+    # What the search box looks up: exact or prefix matches on indexed columns, chosen by
+    # what the term looks like (`order_search`), never `icontains` (a scan of the whole
+    # table at a real seller's size). These names only document it (and show the box).
+    search_fields = ("number", "platform_order_id", "receiver_phone_normalized", "lines__sku__code")
     masked_search_fields = ("number", "platform_order_id", "lines__sku__code")  # no personal data
     search_help_text = _("订单号、平台订单号、手机号(任意格式)或 SKU 编码")
     masked_search_help_text = _("订单号、平台订单号或 SKU 编码")
-    date_hierarchy = "placed_at"
+    # No date_hierarchy: its year/month links read the distinct dates of every order in
+    # the list (a full scan); the placing-time filter on the right needs no query.
     actions = ("allocate_selected", "cancel_selected", "resolve_skus_selected")
     list_per_page = 50
+    # At a real seller's size: no COUNT(*) over the whole table on every page (the count
+    # of the filtered list is bounded, see EstimatedCountPaginator), no facet counts.
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
 
     fieldsets_all = (
         (_("订单"), {"fields": ("number", "shop", "platform_order_id", "status_display", "platform_status",
@@ -331,6 +438,9 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
         if selectors.can_view_pii(admin_actor(request)):
             return self.search_fields
         return self.masked_search_fields
+
+    def get_changelist(self, request, **kwargs):
+        return IndexedOrderingChangeList
 
     def get_changelist_instance(self, request):
         changelist = super().get_changelist_instance(request)
@@ -409,19 +519,17 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
         text = f"{_pii(obj, customer.name, 'name')} {_pii(obj, customer.phone, 'phone')}".strip()
         return text or f"#{customer.pk}"
 
-    # --- search: a phone in any format finds the order ----------------------------------------
+    # --- search: exact or prefix lookups on indexes, by what the term looks like ------------
     def get_search_results(self, request, queryset, search_term):
-        qs, may_have_duplicates = super().get_search_results(request, queryset, search_term)
-        if not selectors.can_view_pii(admin_actor(request)):
-            return qs, may_have_duplicates
         term = search_term.strip()
-        phone = services.normalize_phone(term)
-        if phone:
-            national = phone[3:] if phone.startswith("+86") else phone
-            by_phone = Q(customer__phone=phone) | Q(receiver_phone__in={term, phone, national})
-            qs = queryset.filter(Q(pk__in=qs.values("pk")) | by_phone)
-            may_have_duplicates = False
-        return qs, may_have_duplicates
+        if not term:
+            return queryset, False
+        results = order_search(queryset, term, may_see_pii=selectors.can_view_pii(admin_actor(request)))
+        if ORDER_NUMBER_PREFIX.fullmatch(term) and ORDER_VAR not in request.GET:
+            # Newest number first, along the number index: a prefix can match a month of
+            # orders, and walking the placing-time index to find old ones reads them all.
+            results = results.order_by("-number")
+        return results, False
 
     # --- transition buttons -------------------------------------------------------------------
     def get_urls(self):
@@ -560,4 +668,12 @@ if admin.site.is_registered(User):
 @admin.register(User)
 class UserAdmin(auth_admin.UserAdmin):
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
+
+from orders import admin_sync  # noqa: E402,F401  (sync health list, "sync now" on shops)
+from orders import admin_ingest  # noqa: E402,F401 — customer merges (issue 14, ingest)
+from orders import admin_stockpush  # noqa: E402,F401  stock back to channels (issue 14)
+
+from orders import shipping_admin  # noqa: E402,F401  shipments, scans, the carrier push inbox
+from orders import admin_webhooks  # noqa: E402,F401  (webhook inbox)
+
 from orders import admin_exports  # noqa: E402,F401 - Excel exports (导出, 导出记录)

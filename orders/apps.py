@@ -20,3 +20,7 @@ class OrdersConfig(AppConfig):
 
         post_save.connect(signals.sku_mapping_saved, sender="inventory.SkuMapping",
                           dispatch_uid="orderhub-sku-mapping-resolves-orders")
+
+        from orders import stock_push
+
+        stock_push.connect_signals()

@@ -90,12 +90,16 @@ def order_packed(*, order: Order, from_status: str, actor: Actor, at: datetime |
 
 
 def order_shipped(*, order: Order, from_status: str, actor: Actor, warehouse_name: str = "", warehouse_code: str = "",
-                  carrier: str = "", tracking_number: str = "", at: datetime | None = None) -> OrderEvent:
+                  carrier: str = "", tracking_number: str = "", shipments: list[int] | None = None,
+                  at: datetime | None = None) -> OrderEvent:
+    """The shipments (`orders.Shipment`) hold carrier and tracking number; the event keeps a
+    copy of both because the customer's wording shows them."""
     kind = K.PARTIALLY_SHIPPED if order.status == "partially_shipped" else K.SHIPPED
     where = f"{warehouse_name} " if warehouse_name else ""
     return _record(order=order, kind=kind, actor=actor, from_status=from_status, at=at,
                    message=f"{where}已发货" + (f",{carrier} {tracking_number}" if tracking_number else ""),
-                   data={"warehouse": warehouse_code or None, "carrier": carrier, "tracking_number": tracking_number})
+                   data={"warehouse": warehouse_code or None, "carrier": carrier, "tracking_number": tracking_number,
+                         "shipments": list(shipments or [])})
 
 
 def order_delivered(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
@@ -150,3 +154,92 @@ def skus_resolved(*, order: Order, actor: Actor, resolved: list[tuple[str, str]]
     parts = "、".join(f"{p} → {code}" for p, code in resolved)
     return _record(order=order, kind=K.SKUS_RESOLVED, actor=actor, at=at, to_status="",
                    message=f"SKU 映射已补齐: {parts}", data={"resolved": [list(r) for r in resolved]})
+
+
+# --- what the platform changes (orders.ingest) -------------------------------------------------
+# Messages name the fields that changed, never their values: receiver data is personal, and
+# the timeline is read by roles that see it masked.
+def platform_updated(*, order: Order, actor: Actor, fields: list[str], data: dict | None = None,
+                     at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.PLATFORM_UPDATED, actor=actor, at=at, to_status="",
+                   message="平台更新: " + "、".join(fields), data=data or {})
+
+
+def address_changed(*, order: Order, actor: Actor, fields: list[str], rerouted: bool = False,
+                    at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.ADDRESS_CHANGED, actor=actor, at=at, to_status="",
+                   message="平台修改收货信息(" + "、".join(fields) + ")" + (",已重新分仓" if rerouted else ""),
+                   data={"fields": fields, "rerouted": rerouted})
+
+
+def address_change_refused(*, order: Order, actor: Actor, fields: list[str], what: str = "收货信息",
+                           at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.ADDRESS_CHANGE_REFUSED, actor=actor, at=at, to_status="",
+                   message=f"订单已打包,平台修改的{what}未生效(" + "、".join(fields) + "),请人工联系买家或平台",
+                   data={"fields": fields, "what": what})
+
+
+def platform_cancelled(*, order: Order, actor: Actor, platform_status: str, at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.PLATFORM_CANCELLED, actor=actor, at=at, to_status="",
+                   message=f"平台已取消订单({platform_status}),但订单已发货,未取消,请跟进售后",
+                   data={"platform_status": platform_status})
+
+
+def refund_requested(*, order: Order, actor: Actor, platform_status: str = "", at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.REFUND_REQUESTED, actor=actor, at=at, to_status="",
+                   message="买家在平台申请退款/退货" + (f"({platform_status})" if platform_status else ""),
+                   data={"platform_status": platform_status})
+
+
+def refund_closed(*, order: Order, actor: Actor, at: datetime | None = None) -> OrderEvent:
+    return _record(order=order, kind=K.REFUND_CLOSED, actor=actor, at=at, to_status="",
+                   message="平台退款申请已关闭")
+
+
+# --- carrier tracking (orders.shipping) --------------------------------------------------------
+TRACKING_KINDS = {
+    "picked_up": K.TRACKING_PICKED_UP, "in_transit": K.TRACKING_IN_TRANSIT,
+    "out_for_delivery": K.TRACKING_OUT_FOR_DELIVERY, "delivered": K.TRACKING_DELIVERED,
+    "exception": K.TRACKING_EXCEPTION, "returned": K.TRACKING_RETURNED,
+}
+
+
+def tracking_scan(*, order: Order, actor: Actor, shipment_id: int, state: str, carrier_name: str,
+                  tracking_number: str, description: str, scan_id: int, at: datetime) -> OrderEvent:
+    """One carrier scan on the customer's timeline: the fixed wording of its state plus the
+    carrier's name and the tracking number. The carrier's text (which may name couriers and
+    their phones) is the internal message only, with phone numbers masked."""
+    return OrderEvent.objects.create(**tracking_scan_fields(
+        order=order, actor=actor, shipment_id=shipment_id, state=state, carrier_name=carrier_name,
+        tracking_number=tracking_number, description=description, scan_id=scan_id, at=at))
+
+
+def tracking_scan_fields(*, order: Order, actor: Actor, shipment_id: int, state: str, carrier_name: str,
+                         tracking_number: str, description: str, scan_id: int, at: datetime) -> dict:
+    """`tracking_scan`'s row, unsaved (many scans are written in one bulk insert)."""
+    from orders.carriers.base import mask_phones
+
+    return event_fields(order=order, kind=TRACKING_KINDS[state], actor=actor, at=at, to_status="",
+                        message=f"{carrier_name} {tracking_number}: {mask_phones(description)}",
+                        data={"carrier": carrier_name, "tracking_number": tracking_number, "state": state,
+                              "shipment": shipment_id, "scan": scan_id})
+
+
+def shipment_exception(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str,
+                       at: datetime | None = None) -> OrderEvent:
+    """Internal: the carrier reports a problem with a parcel; staff follow it up."""
+    from orders.carriers.base import mask_phones
+
+    return _record(order=order, kind=K.SHIPMENT_EXCEPTION, actor=actor, at=at, to_status="",
+                   message=f"包裹 {tracking_number} 异常: {mask_phones(note)}",
+                   data={"shipment": shipment_id, "tracking_number": tracking_number})
+
+
+def shipment_returned(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str = "",
+                      at: datetime | None = None) -> OrderEvent:
+    """Internal: a parcel went back to the sender (退回/退签)."""
+    from orders.carriers.base import mask_phones
+
+    return _record(order=order, kind=K.SHIPMENT_RETURNED, actor=actor, at=at, to_status="",
+                   message=f"包裹 {tracking_number} 已退回" + (f": {mask_phones(note)}" if note else ""),
+                   data={"shipment": shipment_id, "tracking_number": tracking_number})

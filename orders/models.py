@@ -8,6 +8,7 @@ import pgtrigger
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -45,7 +46,9 @@ class Shop(models.Model):
     currency = models.CharField(_("币种"), max_length=3, default="CNY")
     sync_enabled = models.BooleanField(_("启用同步"), default=False)
     sync_interval_minutes = models.PositiveIntegerField(_("同步间隔(分钟)"), default=5)
-    sync_cursor = models.DateTimeField(_("同步游标"), null=True, blank=True)
+    api_base_url = models.CharField(_("接口地址"), max_length=300, blank=True,
+                                    validators=[URLValidator(schemes=["http", "https"])],
+                                    help_text=_("留空 = 平台正式网关;测试与沙箱可指向 http://127.0.0.1:…"))
     is_active = models.BooleanField(_("启用"), default=True)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
 
@@ -132,7 +135,8 @@ def new_order_number(*, zone: str | None = None, at=None) -> str:
 
 
 class Order(ConcurrentTransitionMixin, models.Model):
-    PII_FIELDS = frozenset({"receiver_name", "receiver_phone", "address", "raw"})  # see config.pii
+    # See config.pii. The normalized phone is personal data too: masked roles never look it up.
+    PII_FIELDS = frozenset({"receiver_name", "receiver_phone", "receiver_phone_normalized", "address", "raw"})
     number = models.CharField(_("订单号"), max_length=32, unique=True, default=new_order_number, editable=False)
     shop = models.ForeignKey(Shop, on_delete=models.PROTECT, related_name="orders", verbose_name=_("店铺"))
     platform_order_id = models.CharField(_("平台订单号"), max_length=64)
@@ -153,6 +157,9 @@ class Order(ConcurrentTransitionMixin, models.Model):
     # Receiver.
     receiver_name = models.CharField(_("收件人"), max_length=100, blank=True)
     receiver_phone = models.CharField(_("收件电话"), max_length=30, blank=True)
+    # The receiver phone in E.164 (`orders.services.normalize_phone`), '' when it is not a
+    # valid number; set by the order service. What a phone search looks up (indexed).
+    receiver_phone_normalized = models.CharField(_("收件电话(规范化)"), max_length=40, blank=True, editable=False)
     country = models.CharField(_("国家"), max_length=2, default="CN")
     province = models.CharField(_("省份"), max_length=40, blank=True)
     city = models.CharField(_("城市"), max_length=40, blank=True)
@@ -173,12 +180,21 @@ class Order(ConcurrentTransitionMixin, models.Model):
     invoice_tax_number = models.CharField(_("税号"), max_length=40, blank=True)
     tags = models.JSONField(_("标签"), default=list, blank=True)
 
-    placed_at = models.DateTimeField(_("下单时间"), default=timezone.now, db_index=True)
+    placed_at = models.DateTimeField(_("下单时间"), default=timezone.now)  # indexed with id: Meta.indexes
     paid_at = models.DateTimeField(_("付款时间"), null=True, blank=True)
     platform_updated_at = models.DateTimeField(_("平台更新时间"), null=True, blank=True)
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
     raw = models.JSONField(_("原始报文"), default=dict, blank=True)
+    # What the platform says, kept apart from what staff type (`seller_note`): the seller's
+    # memo on the platform, the buyer's open refund request, and what needs a person's look
+    # because the platform changed something we could not apply (e.g. cancelled after
+    # shipment, address changed after packing). `platform_hash` fingerprints the last
+    # applied version, so an identical payload is recognised without a diff.
+    platform_memo = models.TextField(_("平台卖家备注"), blank=True)
+    refund_requested = models.BooleanField(_("平台退款申请中"), default=False)
+    platform_flags = models.JSONField(_("平台变更待处理"), default=list, blank=True)
+    platform_hash = models.CharField(_("平台版本指纹"), max_length=64, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("订单")
@@ -191,7 +207,19 @@ class Order(ConcurrentTransitionMixin, models.Model):
                 name="order_amounts_not_negative",
             ),
         ]
-        indexes = [models.Index(fields=["status", "placed_at"]), models.Index(fields=["platform_order_id"])]
+        # Every list and lookup of the admin and the API runs on one of these (see
+        # bench/admin.py): the lists are ordered like `ordering`, filtered by status, shop or
+        # a placing-time range; lookups are exact or prefix matches. `number` is unique, and
+        # on PostgreSQL Django also gives it a varchar_pattern_ops index ("…_like"), which
+        # is what an order-number prefix (LIKE 'OH2612%') uses.
+        indexes = [
+            models.Index(fields=["-placed_at", "-id"], name="order_placed_idx"),
+            models.Index(fields=["status", "-placed_at", "-id"], name="order_status_placed_idx"),
+            models.Index(fields=["shop", "-placed_at", "-id"], name="order_shop_placed_idx"),
+            models.Index(fields=["platform_order_id"]),
+            models.Index(fields=["receiver_phone_normalized"], name="order_rphone_norm_idx",
+                         condition=~Q(receiver_phone_normalized="")),
+        ]
         permissions = [
             ("pay_order", _("可确认付款")),
             ("allocate_order", _("可分仓预占")),
@@ -261,6 +289,9 @@ class OrderLine(models.Model):
     unit_price = models.DecimalField(_("单价"), max_digits=12, decimal_places=2, default=0)
     discount_amount = models.DecimalField(_("行优惠"), max_digits=12, decimal_places=2, default=0)
     is_gift = models.BooleanField(_("赠品"), default=False)
+    # The platform's own id of the line (Taobao oid, Shopify line_item id, PDD sku_id): a
+    # platform update is matched onto the stored lines by it.
+    platform_line_id = models.CharField(_("平台行 ID"), max_length=100, blank=True)
 
     class Meta:
         verbose_name = _("订单行")
@@ -298,6 +329,23 @@ class EventKind(models.TextChoices):
     RESERVATIONS_EXPIRED = "reservations_expired", _("备货预占过期")
     STOCK_CONFIRMED = "stock_confirmed", _("备货已确认")
     SKUS_RESOLVED = "skus_resolved", _("SKU 已重新匹配")
+    # Changes the platform sends (orders.ingest).
+    PLATFORM_UPDATED = "platform_updated", _("平台更新订单")
+    ADDRESS_CHANGED = "address_changed", _("收货地址已修改")
+    ADDRESS_CHANGE_REFUSED = "address_change_refused", _("平台改址未生效")
+    PLATFORM_CANCELLED = "platform_cancelled", _("平台已取消(已发货)")
+    REFUND_REQUESTED = "refund_requested", _("买家申请退款")
+    REFUND_CLOSED = "refund_closed", _("退款申请已关闭")
+    # Carrier scans (orders.shipping): one public kind per normalized state, plus the
+    # internal ones staff act on.
+    TRACKING_PICKED_UP = "tracking_picked_up", _("快递已揽收")
+    TRACKING_IN_TRANSIT = "tracking_in_transit", _("运输中")
+    TRACKING_OUT_FOR_DELIVERY = "tracking_out_for_delivery", _("派送中")
+    TRACKING_DELIVERED = "tracking_delivered", _("快递已签收")
+    TRACKING_EXCEPTION = "tracking_exception", _("快递异常")
+    TRACKING_RETURNED = "tracking_returned", _("快递退回")
+    SHIPMENT_EXCEPTION = "shipment_exception", _("包裹异常")
+    SHIPMENT_RETURNED = "shipment_returned", _("包裹退回")
 
 
 # What the customer reads for each public kind: a fixed wording, plus only the safe data
@@ -314,6 +362,16 @@ PUBLIC_WORDING = {
     EventKind.COMPLETED: _("交易完成"),
     EventKind.CANCELLED: _("订单已取消"),
     EventKind.RETURNED: _("已退货退款"),
+    EventKind.ADDRESS_CHANGED: _("收货地址已更新"),
+    EventKind.REFUND_REQUESTED: _("退款申请已收到,正在处理"),
+    # Carrier scans: the carrier's own text may name couriers and their phone numbers, so
+    # the customer reads a fixed wording per state (the staff see the scan text).
+    EventKind.TRACKING_PICKED_UP: _("快递已揽收"),
+    EventKind.TRACKING_IN_TRANSIT: _("包裹运输中"),
+    EventKind.TRACKING_OUT_FOR_DELIVERY: _("快递员正在派送"),
+    EventKind.TRACKING_DELIVERED: _("包裹已签收"),
+    EventKind.TRACKING_EXCEPTION: _("包裹运输异常,客服正在跟进"),
+    EventKind.TRACKING_RETURNED: _("包裹已退回"),
 }
 # The only event data a customer may see, and how it reads.
 PUBLIC_DATA = {"carrier": _("快递公司"), "tracking_number": _("运单号")}
@@ -393,3 +451,473 @@ class StaffProfile(models.Model):
 
     def __str__(self) -> str:
         return str(self.user)
+
+
+# --- ingest (issue 14): customers across platforms ------------------------------------------
+class CustomerIdentity(models.Model):
+    """A stable platform identity of a customer, used when the phone is masked or encrypted:
+    the platform's buyer id (Taobao buyer_open_uid / nick, PDD open_address_id, Shopify
+    customer id …) or Taobao's OAID. One identity belongs to one customer."""
+
+    class Kind(models.TextChoices):
+        BUYER_ID = "buyer_id", _("平台买家 ID")
+        OAID = "oaid", _("淘宝 OAID")
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identities", verbose_name=_("客户"))
+    platform = models.CharField(_("平台"), max_length=20, choices=Platform.choices)
+    kind = models.CharField(_("类型"), max_length=10, choices=Kind.choices)
+    value = models.CharField(_("标识"), max_length=200)
+    created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("客户平台标识")
+        verbose_name_plural = pgettext_lazy("plural", "客户平台标识")
+        constraints = [models.UniqueConstraint(fields=["platform", "kind", "value"], name="uniq_customer_identity")]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.kind}"
+
+
+class CustomerMerge(models.Model):
+    """Two customer rows found to be one person: `merged`'s orders and identities moved to
+    `kept` (listed in `moved`, so a supervisor can undo it). The merged row stays."""
+
+    kept = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", verbose_name=_("保留客户"))
+    merged = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", verbose_name=_("被合并客户"))
+    reason = models.CharField(_("原因"), max_length=255)
+    moved = models.JSONField(_("迁移内容"), default=dict, blank=True,
+                             help_text=_("orders / identities 的 id,保留客户新增的标签,被合并客户原手机号"))
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+", verbose_name=_("操作人"))
+    actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
+    source = models.CharField(_("来源"), max_length=20, choices=Source.CHOICES, default=Source.SYSTEM)
+    merged_at = models.DateTimeField(_("合并时间"), default=timezone.now)
+    undone_at = models.DateTimeField(_("撤销时间"), null=True, blank=True)
+    undone_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="+", verbose_name=_("撤销人"))
+    undone_by_label = models.CharField(_("撤销人"), max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = _("客户合并记录")
+        verbose_name_plural = pgettext_lazy("plural", "客户合并记录")
+        ordering = ["-merged_at", "-id"]
+        permissions = [("undo_customermerge", _("可撤销客户合并"))]
+
+    def __str__(self) -> str:
+        return f"#{self.merged_id} → #{self.kept_id}"
+
+
+# --- sync (issue 14): per-shop sync state, apart from the Shop row ------------------------------
+class SyncStatus(models.TextChoices):
+    NEVER = "never", _("从未同步")
+    RUNNING = "running", _("同步中")
+    OK = "ok", _("正常")
+    PARTIAL = "partial", _("部分失败")  # the run finished; some payloads were refused (see last_error)
+    FAILED = "failed", _("失败")  # the run stopped (platform unreachable, rate limited, error envelope)
+
+
+class ShopSyncState(models.Model):
+    """Where one shop's order sync stands, written only by the sync (`orders.sync`).
+
+    Its own table, so saving a shop in the admin never rewinds a running sync. The cursor is
+    opaque (each adapter defines its own) and is stored only after a page's orders are
+    committed. The lease (`lease_owner`, `lease_expires_at`) is how one sync per shop runs at
+    a time across every cluster on every machine: taken by a conditional UPDATE, renewed per
+    page, released at the end; a killed worker's lease simply expires.
+    """
+
+    shop = models.OneToOneField(Shop, on_delete=models.CASCADE, related_name="sync_state", verbose_name=_("店铺"))
+    cursor = models.TextField(_("同步游标"), blank=True, help_text=_("平台适配器自定义的游标,每页入库后才前进"))
+    start_from = models.DateTimeField(_("首次同步起点"), null=True, blank=True,
+                                      help_text=_("游标为空时从这里开始(为空 = 当前时间减回溯时长)"))
+    status = models.CharField(_("状态"), max_length=10, choices=SyncStatus.choices, default=SyncStatus.NEVER)
+    last_started_at = models.DateTimeField(_("最近开始"), null=True, blank=True)
+    last_finished_at = models.DateTimeField(_("最近结束"), null=True, blank=True)
+    last_succeeded_at = models.DateTimeField(_("最近成功"), null=True, blank=True)
+    last_pages = models.PositiveIntegerField(_("页数"), default=0)
+    last_fetched = models.PositiveIntegerField(_("拉取"), default=0)
+    last_created = models.PositiveIntegerField(_("新建"), default=0)
+    last_updated = models.PositiveIntegerField(_("更新"), default=0)
+    last_unchanged = models.PositiveIntegerField(_("未变"), default=0)
+    last_failed = models.PositiveIntegerField(_("失败"), default=0)
+    newest_platform_updated_at = models.DateTimeField(_("最新平台更新时间"), null=True, blank=True)
+    lag_seconds = models.PositiveIntegerField(_("延迟(秒)"), null=True, blank=True,
+                                              help_text=_("最近一次同步结束时:当前时间 − 最新平台更新时间"))
+    last_error = models.TextField(_("最近错误"), blank=True)
+    consecutive_failures = models.PositiveIntegerField(_("连续失败次数"), default=0)
+    next_run_at = models.DateTimeField(_("下次同步"), null=True, blank=True, db_index=True)
+    lease_owner = models.CharField(_("租约持有者"), max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(_("租约到期"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("同步状态")
+        verbose_name_plural = pgettext_lazy("plural", "同步状态")
+        ordering = ["shop__code"]
+
+    def __str__(self) -> str:
+        return f"{self.shop} · {self.get_status_display()}"
+
+    def leased(self, now=None) -> bool:
+        now = now or timezone.now()
+        return bool(self.lease_expires_at and self.lease_expires_at > now)
+
+# --- stockpush (issue 14): stock back to channels ------------------------------------------------
+# Written only by `orders.stock_push`. Stock moves are found by `StockLevel.updated_at` (every
+# stock path keeps it fresh); config changes that move a channel figure without touching a pool
+# (safety stock, buffer, a new mapping) leave a `StockPushDirty` mark after commit.
+class StockPushCursor(models.Model):
+    """One row (pk=1): how far the stock-push job has read, and its lease."""
+
+    scanned_until = models.DateTimeField(_("已扫描至"), null=True, blank=True)
+    full_pass_at = models.DateTimeField(_("上次全量核对"), null=True, blank=True,
+                                        help_text=_("留空 = 下次运行核对全部映射 SKU"))
+    lease_until = models.DateTimeField(_("租约到期"), null=True, blank=True)
+    lease_owner = models.CharField(_("租约持有者"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("库存回写游标")
+        verbose_name_plural = pgettext_lazy("plural", "库存回写游标")
+
+    def __str__(self) -> str:
+        return f"{self.scanned_until}"
+
+
+class StockPushDirty(models.Model):
+    """A SKU whose channel figure may have changed without a stock move (config edits)."""
+
+    sku = models.OneToOneField("inventory.Sku", on_delete=models.CASCADE, related_name="+", verbose_name=_("SKU"))
+    marked_at = models.DateTimeField(_("标记时间"), db_index=True)
+
+    class Meta:
+        verbose_name = _("待回写 SKU")
+        verbose_name_plural = pgettext_lazy("plural", "待回写 SKU")
+
+    def __str__(self) -> str:
+        return f"{self.sku_id} @ {self.marked_at}"
+
+
+class StockPushState(models.Model):
+    """What one channel listing (shop × platform SKU id) was last told, and whether a retry is due."""
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="+", verbose_name=_("店铺"))
+    platform_sku_id = models.CharField(_("平台 SKU ID"), max_length=100)
+    sku = models.ForeignKey("inventory.Sku", on_delete=models.CASCADE, related_name="+", verbose_name=_("SKU"))
+    last_quantity = models.IntegerField(_("上次成功回写数量"), null=True, blank=True)
+    last_pushed_at = models.DateTimeField(_("上次成功回写时间"), null=True, blank=True)
+    offered = models.BooleanField(_("在售"), default=True, help_text=_("低于安全库存时停售(回写 0),恢复后重新上架"))
+    pending = models.BooleanField(_("待重试"), default=False, db_index=True)
+    failures = models.PositiveIntegerField(_("连续失败次数"), default=0)
+    last_error = models.TextField(_("最近错误"), blank=True)
+    updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("渠道库存状态")
+        verbose_name_plural = pgettext_lazy("plural", "渠道库存状态")
+        ordering = ["shop_id", "platform_sku_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["shop", "platform_sku_id"], name="uniq_stock_push_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.shop_id}:{self.platform_sku_id} = {self.last_quantity}"
+
+
+class StockPush(models.Model):
+    """The log: one row per push attempt (what, when, to which shop, the HTTP outcome)."""
+
+    class Reason(models.TextChoices):
+        CHANGED = "changed", _("库存变动")
+        BELOW_SAFETY = "below_safety", _("低于安全库存,停售")
+        RECOVERED = "recovered", _("恢复,重新上架")
+        RETRY = "retry", _("失败重试")
+        MANUAL = "manual", _("手动回写")
+
+    shop = models.ForeignKey(Shop, on_delete=models.CASCADE, related_name="+", verbose_name=_("店铺"))
+    sku = models.ForeignKey("inventory.Sku", on_delete=models.CASCADE, related_name="+", verbose_name=_("SKU"))
+    platform_sku_id = models.CharField(_("平台 SKU ID"), max_length=100)
+    platform_item_id = models.CharField(_("平台商品 ID"), max_length=100, blank=True)
+    quantity = models.IntegerField(_("回写数量"))
+    available = models.IntegerField(_("可用库存"))
+    buffer = models.IntegerField(_("应急保留"), default=0)
+    safety_stock = models.IntegerField(_("安全库存"), default=0)
+    reason = models.CharField(_("原因"), max_length=20, choices=Reason.choices, default=Reason.CHANGED)
+    ok = models.BooleanField(_("成功"), default=False)
+    http_status = models.PositiveSmallIntegerField(_("HTTP 状态"), null=True, blank=True)
+    error = models.TextField(_("错误"), blank=True)
+    duration_ms = models.PositiveIntegerField(_("耗时(毫秒)"), default=0)
+    actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
+    created_at = models.DateTimeField(_("时间"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("库存回写记录")
+        verbose_name_plural = pgettext_lazy("plural", "库存回写记录")
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["shop", "platform_sku_id", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.shop_id}:{self.platform_sku_id} ← {self.quantity} ({'ok' if self.ok else 'failed'})"
+
+
+class StockAlert(models.Model):
+    """A SKU below its safety stock in one country's serving warehouses (open until it recovers)."""
+
+    sku = models.ForeignKey("inventory.Sku", on_delete=models.CASCADE, related_name="+", verbose_name=_("SKU"))
+    country = models.CharField(_("国家"), max_length=2)
+    available = models.IntegerField(_("可用库存"))
+    threshold = models.IntegerField(_("安全库存"))
+    opened_at = models.DateTimeField(_("触发时间"), db_index=True)
+    resolved_at = models.DateTimeField(_("恢复时间"), null=True, blank=True)
+    recovered_available = models.IntegerField(_("恢复时可用"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("安全库存预警")
+        verbose_name_plural = pgettext_lazy("plural", "安全库存预警")
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["sku", "country"], condition=Q(resolved_at__isnull=True),
+                                    name="uniq_open_stock_alert"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku_id}/{self.country}: {self.available} < {self.threshold}"
+
+
+# === Shipments and carrier tracking (orders.shipping, orders.carriers) ===============
+
+class ShipmentStatus(models.TextChoices):
+    CREATED = "created", _("已建包裹")
+    PICKED = "picked", _("已拣货")
+    PACKED = "packed", _("已打包")
+    SHIPPED = "shipped", _("已揽收")
+    IN_TRANSIT = "in_transit", _("运输中")
+    DELIVERED = "delivered", _("已签收")
+    EXCEPTION = "exception", _("异常")
+    RETURNED = "returned", _("已退回")
+
+
+class TrackingState(models.TextChoices):
+    """A carrier scan, normalized across carriers (`orders.carriers`)."""
+
+    PICKED_UP = "picked_up", _("已揽收")
+    IN_TRANSIT = "in_transit", _("运输中")
+    OUT_FOR_DELIVERY = "out_for_delivery", _("派送中")
+    DELIVERED = "delivered", _("已签收")
+    EXCEPTION = "exception", _("异常")
+    RETURNED = "returned", _("已退回")
+
+
+class TrackingProvider(models.TextChoices):
+    """Who tells us where a parcel is: a tracking aggregator, or the local sandbox."""
+
+    KDNIAO = "kdniao", _("快递鸟")
+    KUAIDI100 = "kuaidi100", _("快递100")
+    SANDBOX = "sandbox", _("沙箱快递")
+
+
+SH = ShipmentStatus
+SHIPMENT_AWAY = [SH.SHIPPED, SH.IN_TRANSIT, SH.EXCEPTION]  # with the carrier, not yet at the end
+
+
+class CarrierAccount(models.Model):
+    """Credentials at a tracking provider. KDNiao: EBusinessID + AppKey (signs queries and
+    pushes). Kuaidi100: customer + key (queries) and the salt given at subscription (pushes)."""
+
+    provider = models.CharField(_("服务商"), max_length=20, choices=TrackingProvider.choices)
+    account_id = models.CharField(_("商户 ID"), max_length=64, blank=True,
+                                  help_text=_("快递鸟 EBusinessID;快递100 customer"))
+    app_key = models.CharField(_("密钥"), max_length=200, blank=True, help_text=_("快递鸟 AppKey;快递100 key"))
+    salt = models.CharField(_("推送签名 salt"), max_length=200, blank=True, help_text=_("快递100 订阅推送的 salt"))
+    api_url = models.URLField(_("接口地址"), blank=True, help_text=_("留空 = 官方地址"))
+    is_default = models.BooleanField(_("默认查询渠道"), default=False, help_text=_("新包裹通过此服务商查询轨迹"))
+    is_active = models.BooleanField(_("启用"), default=True)
+
+    class Meta:
+        verbose_name = _("物流查询账号")
+        verbose_name_plural = pgettext_lazy("plural", "物流查询账号")
+        constraints = [models.UniqueConstraint(fields=["provider", "account_id"], name="uniq_carrier_account")]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} {self.account_id}".strip()
+
+
+class Shipment(ConcurrentTransitionMixin, models.Model):
+    """One parcel of an order from one warehouse. Its status follows the carrier's scans;
+    the order's status follows its shipments (`orders.shipping`)."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="shipments", verbose_name=_("订单"))
+    warehouse = models.ForeignKey("inventory.Warehouse", on_delete=models.PROTECT, null=True, blank=True,
+                                  related_name="shipments", verbose_name=_("发货仓"))
+    carrier = models.CharField(_("快递公司"), max_length=20, blank=True, help_text=_("快递公司编码,如 SF、YTO"))
+    tracking_number = models.CharField(_("运单号"), max_length=40, blank=True, db_index=True)
+    provider = models.CharField(_("轨迹服务商"), max_length=20, choices=TrackingProvider.choices,
+                                default=TrackingProvider.SANDBOX)
+    status = FSMField(_("状态"), max_length=20, choices=ShipmentStatus.choices, default=SH.CREATED, protected=True,
+                      db_index=True)
+    exception_flag = models.BooleanField(_("异常标记"), default=False)
+    exception_note = models.CharField(_("异常说明"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("创建时间"), default=timezone.now)
+    shipped_at = models.DateTimeField(_("揽收时间"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("签收时间"), null=True, blank=True)
+    last_scan_at = models.DateTimeField(_("最新轨迹时间"), null=True, blank=True)
+    next_poll_at = models.DateTimeField(_("下次查询"), null=True, blank=True, db_index=True)
+    poll_failures = models.PositiveIntegerField(_("连续查询失败"), default=0)
+    updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("包裹")
+        verbose_name_plural = pgettext_lazy("plural", "包裹")
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["carrier", "tracking_number"]), models.Index(fields=["status", "next_poll_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.carrier} {self.tracking_number}".strip() or f"#{self.pk}"
+
+    # --- transitions: state only ---------------------------------------------------------
+    @transition(field=status, source=SH.CREATED, target=SH.PICKED, permission="orders.pack_order")
+    def pick(self):
+        """Goods picked from the shelves."""
+
+    @transition(field=status, source=[SH.CREATED, SH.PICKED], target=SH.PACKED, permission="orders.pack_order")
+    def pack(self):
+        """Packed, waiting for the carrier."""
+
+    @transition(field=status, source=[SH.CREATED, SH.PICKED, SH.PACKED], target=SH.SHIPPED,
+                permission="orders.ship_order")
+    def ship(self):
+        """Handed to the carrier (a person said so, or the carrier's first scan)."""
+
+    @transition(field=status, source=[SH.SHIPPED, SH.EXCEPTION], target=SH.IN_TRANSIT, permission="orders.ship_order")
+    def move(self):
+        """A scan on the way (also clears an exception state when the parcel moves again)."""
+
+    @transition(field=status, source=[SH.SHIPPED, SH.IN_TRANSIT], target=SH.EXCEPTION, permission="orders.ship_order")
+    def flag_exception(self):
+        """The carrier reports a problem (问题件)."""
+
+    @transition(field=status, source=SHIPMENT_AWAY, target=SH.DELIVERED, permission="orders.deliver_order")
+    def deliver(self):
+        """Signed for."""
+
+    @transition(field=status, source=SHIPMENT_AWAY, target=SH.RETURNED, permission="orders.ship_order")
+    def mark_returned(self):
+        """Came back to the sender (退回/退签)."""
+
+
+class ShipmentLine(models.Model):
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="lines", verbose_name=_("包裹"))
+    order_line = models.ForeignKey(OrderLine, on_delete=models.PROTECT, related_name="shipment_lines",
+                                   verbose_name=_("订单行"))
+    quantity = models.PositiveIntegerField(_("数量"))
+
+    class Meta:
+        verbose_name = _("包裹商品")
+        verbose_name_plural = pgettext_lazy("plural", "包裹商品")
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(quantity__gt=0), name="shipment_line_quantity_positive")]
+
+
+class TrackingEvent(models.Model):
+    """One carrier scan of a shipment, in the carrier's own time; duplicates (same key) are dropped."""
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.CASCADE, related_name="tracking_events",
+                                 verbose_name=_("包裹"))
+    occurred_at = models.DateTimeField(_("轨迹时间"), db_index=True)
+    description = models.CharField(_("轨迹描述"), max_length=500, blank=True)
+    location = models.CharField(_("地点"), max_length=200, blank=True)
+    state = models.CharField(_("状态"), max_length=20, choices=TrackingState.choices)
+    carrier_state = models.CharField(_("快递状态码"), max_length=20, blank=True)
+    key = models.CharField(_("去重键"), max_length=64)
+    raw = models.JSONField(_("原始报文"), default=dict, blank=True)
+    received_at = models.DateTimeField(_("接收时间"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("物流轨迹")
+        verbose_name_plural = pgettext_lazy("plural", "物流轨迹")
+        ordering = ["occurred_at", "id"]
+        constraints = [models.UniqueConstraint(fields=["shipment", "key"], name="uniq_tracking_event_key")]
+
+    def __str__(self) -> str:
+        return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.description}"
+
+
+class CarrierPush(models.Model):
+    """Durable inbox of carrier pushes: the raw body is stored (after its signature checked
+    out) before anything is processed; processing is idempotent and may be retried."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("已接收")
+        PROCESSED = "processed", _("已处理")
+        FAILED = "failed", _("处理失败")
+
+    provider = models.CharField(_("服务商"), max_length=20, choices=TrackingProvider.choices)
+    account = models.ForeignKey(CarrierAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                verbose_name=_("账号"))
+    body = models.TextField(_("原始报文"))
+    status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    attempts = models.PositiveIntegerField(_("处理次数"), default=0)
+    error = models.TextField(_("错误"), blank=True)
+    result = models.JSONField(_("处理结果"), default=dict, blank=True)
+    received_at = models.DateTimeField(_("接收时间"), default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(_("处理时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("物流推送")
+        verbose_name_plural = pgettext_lazy("plural", "物流推送")
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} #{self.pk}"
+
+# --- webhooks: the durable inbox (helper `webhooks`, issue 14) ------------------------------------
+class WebhookStatus(models.TextChoices):
+    RECEIVED = "received", _("已接收")
+    PROCESSING = "processing", _("处理中")
+    DONE = "done", _("已处理")
+    FAILED = "failed", _("失败待重试")
+    DEAD = "dead", _("已放弃")
+
+
+class WebhookEvent(models.Model):
+    """One verified platform webhook delivery, stored before it is answered.
+
+    Only deliveries whose signature checked out land here (an unverified sender's payload is
+    never stored). A redelivery (same event id, or the same body) is the same row. Processing
+    happens in `orders.webhook_tasks`; ``next_attempt_at`` is when the retry sweep may pick
+    the row up (a received row that no worker took, a failed one after its back-off, or a
+    processing one whose worker died).
+    """
+
+    shop = models.ForeignKey(Shop, on_delete=models.PROTECT, related_name="webhook_events", verbose_name=_("店铺"))
+    platform = models.CharField(_("平台"), max_length=20, choices=Platform.choices)
+    topic = models.CharField(_("主题"), max_length=100, blank=True)
+    event_id = models.CharField(_("事件 ID"), max_length=200, blank=True,
+                                help_text=_("平台的投递 ID(如 X-Shopify-Webhook-Id);重投时不变"))
+    body = models.TextField(_("原始报文"))
+    body_sha256 = models.CharField(_("报文 SHA-256"), max_length=64)
+    headers = models.JSONField(_("请求头"), default=dict, blank=True)
+    received_at = models.DateTimeField(_("接收时间"), default=timezone.now, db_index=True)
+    status = models.CharField(_("状态"), max_length=20, choices=WebhookStatus.choices,
+                              default=WebhookStatus.RECEIVED, db_index=True)
+    attempts = models.PositiveIntegerField(_("处理次数"), default=0)
+    next_attempt_at = models.DateTimeField(_("下次尝试"), null=True, blank=True)
+    last_error = models.TextField(_("最近错误"), blank=True)
+    result = models.CharField(_("处理结果"), max_length=200, blank=True)
+    processed_at = models.DateTimeField(_("处理完成时间"), null=True, blank=True)
+    duplicates = models.PositiveIntegerField(_("重复投递次数"), default=0)
+    replayed_by = models.CharField(_("最近重放人"), max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = _("Webhook 事件")
+        verbose_name_plural = pgettext_lazy("plural", "Webhook 事件")
+        ordering = ["-received_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["shop", "event_id"], condition=~Q(event_id=""),
+                                    name="webhook_event_unique_event_id"),
+            models.UniqueConstraint(fields=["shop", "body_sha256"], name="webhook_event_unique_body"),
+            models.CheckConstraint(
+                condition=Q(status__in=[s.value for s in WebhookStatus]), name="webhook_event_status_valid"),
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_event_due")]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.topic or '-'}:{self.event_id or self.body_sha256[:12]}"

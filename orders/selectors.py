@@ -14,7 +14,7 @@ Customers are visible through an order in scope; timeline events with their orde
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet, Subquery
 
 from config.actors import Actor
 from config.pii import can_view_pii, lookup_touches_pii  # noqa: F401 - re-exported for the orders app
@@ -90,19 +90,27 @@ def order_list(*, actor: Actor, status: str | None = None, shop: str | None = No
     if platform_order_id:
         qs = qs.filter(platform_order_id=platform_order_id)
     if phone:
-        from orders.services import normalize_phone
-
-        normalized = normalize_phone(phone)
-        # Receiver phones are stored as the platform sent them: match the usual spellings.
-        spellings = {phone.strip()}
-        if normalized:
-            spellings |= {normalized, normalized.removeprefix("+86")}
-        qs = qs.filter(Q(customer__phone=normalized or phone.strip()) | Q(receiver_phone__in=spellings))
+        qs = qs.filter(order_phone_q(phone))
     if created_after:
         qs = qs.filter(placed_at__gte=created_after)
     if created_before:
         qs = qs.filter(placed_at__lt=created_before)
     return qs.order_by("-placed_at", "-id")
+
+
+def order_phone_q(phone: str) -> Q:
+    """Orders whose receiver or customer has this phone, in any spelling ("13800138000",
+    "138 0013 8000", "+86 138-0013-8000"): two indexed equalities on the normalized number,
+    the receiver's (`Order.receiver_phone_normalized`) or the customer's (`Customer.phone`,
+    unique, resolved in a scalar subquery). A term that is not a valid phone matches nothing.
+    For callers that checked `can_view_pii`."""
+    from orders.services import normalize_phone
+
+    normalized = normalize_phone(phone)
+    if not normalized:
+        return Q(pk__in=[])
+    customer = Customer.objects.filter(phone=normalized).values("pk")[:1]
+    return Q(receiver_phone_normalized=normalized) | Q(customer_id=Subquery(customer))
 
 
 def _with_detail(qs: QuerySet[Order]) -> QuerySet[Order]:
@@ -126,7 +134,8 @@ def order_after_action(*, pk: int) -> Order:
 # Fields that hold personal data, per model. `raw` is the platform payload: it holds all of
 # it. A role that sees these masked may not search, filter, sort or export by them.
 # Order fields as an export or a list would name them (order → customer too).
-ORDER_PII_PATHS = frozenset({"receiver_name", "receiver_phone", "address", "raw", "customer__name", "customer__phone"})
+ORDER_PII_PATHS = frozenset({"receiver_name", "receiver_phone", "receiver_phone_normalized", "address", "raw",
+                             "customer__name", "customer__phone"})
 # API query parameters that would filter orders by personal data.
 PII_QUERY_PARAMS = frozenset({"phone", "name", "address", "receiver_name", "receiver_phone", "receiver_address",
                               "customer_name", "customer_phone"})

@@ -16,7 +16,9 @@ from rest_framework import serializers
 
 from config.actors import Actor, Source
 from orders import selectors
-from orders.models import HoldReason, Order, OrderEvent, OrderLine, OrderStatus
+from orders.carriers.base import mask_phones
+from orders.models import (HoldReason, Order, OrderEvent, OrderLine, OrderStatus, Shipment, ShipmentStatus,
+                           TrackingEvent, TrackingState)
 from orders.services import TRANSITION_SERVICES, available_transitions
 from orders.transitions import ACTIONS, Param
 
@@ -126,15 +128,58 @@ class OrderListOutputSerializer(serializers.ModelSerializer):
         return super().build_field(field_name, info, model_class, nested_depth)
 
 
+class TrackingEventOutputSerializer(serializers.ModelSerializer):
+    """One carrier scan, in the carrier's own time."""
+
+    time = serializers.DateTimeField(source="occurred_at", read_only=True, help_text="轨迹时间(快递公司记录的时间)")
+    description = serializers.SerializerMethodField(help_text="快递公司的轨迹描述(其中的手机号已脱敏)")
+    state = serializers.ChoiceField(choices=TrackingState.choices, read_only=True, help_text="归一化的轨迹状态")
+
+    class Meta:
+        model = TrackingEvent
+        fields = ["time", "description", "location", "state"]
+        read_only_fields = fields
+
+    def get_description(self, event: TrackingEvent) -> str:
+        return mask_phones(event.description)
+
+
+class ShipmentOutputSerializer(serializers.ModelSerializer):
+    """One parcel: the warehouse it left, carrier, tracking number, status and its scans, oldest first."""
+
+    warehouse = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True,
+                                             help_text="发货仓编码")
+    carrier = serializers.CharField(read_only=True, help_text="快递公司编码,如 SF、YTO")
+    tracking_number = serializers.CharField(read_only=True)
+    status = serializers.ChoiceField(choices=ShipmentStatus.choices, read_only=True)
+    events = TrackingEventOutputSerializer(source="tracking_events", many=True, read_only=True)
+
+    class Meta:
+        model = Shipment
+        fields = ["warehouse", "carrier", "tracking_number", "status", "exception_flag", "shipped_at",
+                  "delivered_at", "events"]
+        read_only_fields = fields
+
+
 class OrderDetailOutputSerializer(OrderListOutputSerializer):
-    """One order with its timeline and the transitions the requesting user may take now."""
+    """One order with its timeline, its shipments and the transitions the requesting user may take now."""
 
     events = OrderEventOutputSerializer(many=True, read_only=True)
+    shipments = serializers.SerializerMethodField()
     available_transitions = serializers.SerializerMethodField()
 
     class Meta(OrderListOutputSerializer.Meta):
-        fields = [*OrderListOutputSerializer.Meta.fields, "events", "available_transitions"]
+        fields = [*OrderListOutputSerializer.Meta.fields, "events", "shipments", "available_transitions"]
         read_only_fields = fields
+
+    @extend_schema_field(ShipmentOutputSerializer(many=True))
+    def get_shipments(self, order: Order) -> list[dict]:
+        from django.db.models import Prefetch
+
+        shipments = (Shipment.objects.filter(order=order).select_related("warehouse").order_by("created_at", "id")
+                     .prefetch_related(Prefetch("tracking_events", queryset=TrackingEvent.objects.order_by(
+                         "occurred_at", "id"))))
+        return ShipmentOutputSerializer(shipments, many=True, context=self.context).data
 
     @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=list(TRANSITION_SERVICES))))
     def get_available_transitions(self, order: Order) -> list[str]:

@@ -60,10 +60,14 @@ def available_transitions(*, order: Order, actor: Actor) -> list[str]:
 
 # --- plumbing -----------------------------------------------------------------------------
 def _lock(order: Order) -> Order:
+    return _lock_pk(order.pk)
+
+
+def _lock_pk(pk: int) -> Order:
     try:
         # of=("self",): lock the order row only; FOR UPDATE over the join would also lock the
         # shop row and so serialise every order of a shop (and block new orders' FK checks).
-        return Order.objects.select_for_update(of=("self",)).select_related("shop").get(pk=order.pk)
+        return Order.objects.select_for_update(of=("self",)).select_related("shop").get(pk=pk)
     except Order.DoesNotExist as exc:
         raise NotFound("订单不存在") from exc
 
@@ -203,6 +207,7 @@ def order_create(*, shop: Shop, data: NormalizedOrder, actor: Actor, at: datetim
                 goods_amount=_money(data.goods_amount, "商品金额"), discount_amount=_money(data.discount_amount, "优惠金额"),
                 shipping_fee=_money(data.shipping_fee, "运费"), paid_amount=_money(data.paid_amount, "实付金额"),
                 receiver_name=data.receiver_name, receiver_phone=data.receiver_phone, country=data.country or "CN",
+                receiver_phone_normalized=normalize_phone(data.receiver_phone, data.country or "CN"),  # what search looks up
                 province=data.province, city=data.city, district=data.district, address=data.address,
                 postcode=data.postcode, is_presale=data.is_presale, promised_ship_at=data.promised_ship_at,
                 source_detail=data.source_detail, coupon_codes=list(data.coupon_codes), member_level=data.member_level,
@@ -554,18 +559,34 @@ _CARRIER = re.compile(r"^[A-Za-z0-9_]{1,20}$")
 _TRACKING = re.compile(r"^[A-Za-z0-9-]{1,40}$")
 
 
-@transaction.atomic
-def order_ship(*, order: Order, actor: Actor, warehouse: Warehouse | None = None, carrier: str = "",
-               tracking_number: str = "", at: datetime | None = None) -> Order:
-    """Goods left a warehouse (or all of them): consume those reservations. The order is
-    partially shipped while another warehouse still holds reserved stock for it."""
+def _ship_codes(carrier: str, tracking_number: str) -> tuple[str, str]:
     carrier, tracking_number = (carrier or "").strip().upper(), (tracking_number or "").strip()
     if carrier and not _CARRIER.match(carrier):
         raise InvalidInput(f"快递公司编码无效: {carrier!r}(字母、数字,如 SF、YTO)")
     if tracking_number and not _TRACKING.match(tracking_number):
         raise InvalidInput(f"运单号无效: {tracking_number!r}(最多 40 位字母、数字或 -)")
+    return carrier, tracking_number
+
+
+@transaction.atomic
+def order_ship(*, order: Order, actor: Actor, warehouse: Warehouse | None = None, carrier: str = "",
+               tracking_number: str = "", at: datetime | None = None) -> Order:
+    """Goods left a warehouse (or all of them): consume those reservations and ship one
+    `Shipment` per warehouse parcel (`orders.shipping`). The order is partially shipped while
+    another warehouse still holds reserved stock for it."""
+    carrier, tracking_number = _ship_codes(carrier, tracking_number)
     order = _lock(order)
     _check(order, "ship", actor)
+    return _ship_locked(order, actor=actor, warehouse=warehouse, carrier=carrier, tracking_number=tracking_number,
+                        at=at)
+
+
+def _ship_locked(order: Order, *, actor: Actor, warehouse: Warehouse | None, carrier: str, tracking_number: str,
+                 at: datetime | None, parcel=None) -> Order:
+    """`order_ship` once the order row is locked and the action checked; `parcel` is the
+    shipment a carrier's pickup scan names (its warehouse ships)."""
+    from orders import shipping
+
     at = at or timezone.now()
     consumed = inventory.consume_order_reservations(order=order, actor=actor, at=at, warehouse=warehouse)
     if warehouse is not None and not consumed:
@@ -574,17 +595,35 @@ def order_ship(*, order: Order, actor: Actor, warehouse: Warehouse | None = None
     from_status = order.status
     order.ship(complete=not remaining)
     _save(order, ["status"])
+    parcels = shipping.ship_parcels(order=order, consumed=consumed, warehouse=warehouse, carrier=carrier,
+                                    tracking_number=tracking_number, at=at, parcel=parcel)
     events.order_shipped(order=order, from_status=from_status, actor=actor, at=at,
                          warehouse_name=warehouse.name if warehouse else "",
                          warehouse_code=warehouse.code if warehouse else "",
-                         carrier=carrier, tracking_number=tracking_number)
+                         carrier=carrier, tracking_number=tracking_number, shipments=[p.pk for p in parcels])
     _after_commit(order, order.status)
     return order
 
 
 @transaction.atomic
 def order_deliver(*, order: Order, actor: Actor, at: datetime | None = None) -> Order:
-    return _simple(order, "deliver", actor, events.order_delivered, at=at)
+    """Signed for (a person confirms it): every parcel still with the carrier is delivered too."""
+    from orders import shipping
+
+    def parcels(o: Order) -> None:
+        shipping.deliver_open_parcels(order=o, at=at or timezone.now())
+
+    return _simple(order, "deliver", actor, events.order_delivered, at=at, before=parcels)
+
+
+def _deliver_locked(order: Order, *, actor: Actor, at: datetime) -> Order:
+    """The last parcel was signed for (a carrier scan): the order is delivered."""
+    from_status = order.status
+    order.deliver()
+    _save(order, ["status"])
+    events.order_delivered(order=order, from_status=from_status, actor=actor, at=at)
+    _after_commit(order, order.status)
+    return order
 
 
 @transaction.atomic

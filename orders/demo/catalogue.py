@@ -39,6 +39,9 @@ SHOPS = [
     ("demo-amazon", Platform.AMAZON, "HaoWu Home US (Amazon)", "USD", "America/Los_Angeles", 48),
 ]
 SHOP_CODES = [s[0] for s in SHOPS]
+# A live stream for the demo: the sandbox platform, synced every minute by the qcluster that
+# `make run` starts, so new orders keep arriving (no network: it answers in-process).
+SANDBOX_SHOP = ("demo-sandbox", Platform.SANDBOX, "沙箱演示店(实时订单流)", "CNY", "Asia/Shanghai", 48)
 US_PLATFORMS = {Platform.SHOPIFY, Platform.AMAZON}
 
 # code, name, kind, country, province, city, region, priority, lead_time_days, allocatable, address

@@ -28,7 +28,7 @@ from inventory.audit import audit
 from inventory.models import Reservation, RoutingRule, Sku, SkuMapping, StockLevel, StockMove, Warehouse
 from orders import services
 from orders.demo.catalogue import (DEFAULT_ORDERS, DEFAULT_PASSWORD, DEFAULT_SEED, DEFAULT_WEBHOOK_SECRET, INBOUND,
-                                   RECEIPT_REASON, RULES, SHOP_CODES, SHOPS, SKU_BY_CODE, SKUS, STOCK, US_PLATFORMS,
+                                   RECEIPT_REASON, RULES, SANDBOX_SHOP, SHOP_CODES, SHOPS, SKU_BY_CODE, SKUS, STOCK, US_PLATFORMS,
                                    USERS, WAREHOUSES)
 from orders.demo.fakes import ean13, platform_sku_id, tracking
 from orders.demo.planner import Plan, Planner, Step
@@ -147,6 +147,22 @@ def reset_logins(*, password: str, webhook_secret: str) -> None:
         if role is not None:
             user.groups.add(Group.objects.get(name=roles.group_name(role)))
     Shop.objects.filter(code__in=SHOP_CODES).update(webhook_secret=webhook_secret)
+    _carrier_accounts(webhook_secret)
+
+
+DEMO_KDNIAO_ID = "1109259"  # the EBusinessID of KDNiao's published push example
+DEMO_KUAIDI100_CUSTOMER = "DEMO-KUAIDI100"
+
+
+def _carrier_accounts(secret: str) -> None:
+    """Tracking accounts for pushes: the secret is the KDNiao AppKey and the Kuaidi100 salt.
+    Neither is the default poller, so demo parcels are tracked by the sandbox carrier."""
+    from orders.models import CarrierAccount
+
+    CarrierAccount.objects.update_or_create(provider="kdniao", account_id=DEMO_KDNIAO_ID,
+                                            defaults={"app_key": secret, "is_active": True})
+    CarrierAccount.objects.update_or_create(provider="kuaidi100", account_id=DEMO_KUAIDI100_CUSTOMER,
+                                            defaults={"app_key": secret, "salt": secret, "is_active": True})
 
 
 def _shops_and_warehouses(webhook_secret: str) -> None:
@@ -154,6 +170,14 @@ def _shops_and_warehouses(webhook_secret: str) -> None:
         Shop.objects.get_or_create(code=code, defaults=dict(
             platform=platform, name=name, currency=currency, time_zone=tz, ship_within_hours=hours,
             webhook_secret=webhook_secret, sync_enabled=False))
+    code, platform, name, currency, tz, hours = SANDBOX_SHOP
+    shop, created = Shop.objects.get_or_create(code=code, defaults=dict(
+        platform=platform, name=name, currency=currency, time_zone=tz, ship_within_hours=hours,
+        webhook_secret=webhook_secret, sync_enabled=True, sync_interval_minutes=1))
+    if created:
+        # The sandbox stream starts when its shop was created: an hour back, so the first sync
+        # already brings the last hour's orders and new ones follow every minute.
+        Shop.objects.filter(pk=shop.pk).update(created_at=timezone.now() - timedelta(hours=1))
     for code, name, kind, country, province, city, region, priority, lead, allocatable, address in WAREHOUSES:
         Warehouse.objects.get_or_create(code=code, defaults=dict(
             name=name, kind=kind, country=country, province=province, city=city, region=region, priority=priority,

@@ -353,7 +353,7 @@ def test_list_items_carry_the_top_level_fields_and_lines(world):
     order = make_order(lines=[(world["sku_a"], 2)])
     item = client_for(staff("supervisor")).get(LIST_URL).json()["results"][0]
     detail = client_for(staff("supervisor")).get(detail_url(order)).json()
-    assert set(detail) - set(item) == {"events", "available_transitions"}
+    assert set(detail) - set(item) == {"events", "shipments", "available_transitions"}
     for key in item:
         assert item[key] == detail[key], key
 
@@ -378,7 +378,7 @@ ORDER_KEYS = {
     "currency", "paid_amount", "goods_amount", "discount_amount", "shipping_fee", "buyer_note", "seller_note",
     "is_presale", "promised_ship_at", "source_detail", "coupon_codes", "member_level", "is_vip",
     "invoice_title", "invoice_tax_number", "tags", "placed_at", "paid_at", "platform_updated_at",
-    "receiver", "customer", "lines", "events", "available_transitions",
+    "receiver", "customer", "lines", "events", "shipments", "available_transitions",
 }
 
 
@@ -403,7 +403,7 @@ def test_detail_reads_every_field_with_exact_types(rich_order):
     assert response.status_code == 200
     body = response.json()
     assert set(body) == ORDER_KEYS
-    assert {k: body[k] for k in ORDER_KEYS - {"receiver", "customer", "lines", "events", "available_transitions"}} == {
+    assert {k: body[k] for k in ORDER_KEYS - {"receiver", "customer", "lines", "events", "shipments", "available_transitions"}} == {
         "number": rich_order.number,
         "shop": "demo-taobao",
         "platform": "taobao",

@@ -52,10 +52,10 @@ def demo_orders():
     return Order.objects.filter(shop__code__in=demo.SHOP_CODES)
 
 
-def test_seed_creates_the_seven_demo_shops(seed_output):
+def test_seed_creates_the_seven_demo_shops_and_the_sandbox_stream(seed_output):
     shops = {s.code: s for s in Shop.objects.filter(code__startswith="demo-")}
     assert sorted(shops) == sorted(["demo-taobao", "demo-jd", "demo-pdd", "demo-douyin", "demo-miniapp",
-                                    "demo-shopify", "demo-amazon"])
+                                    "demo-shopify", "demo-amazon", "demo-sandbox"])
     assert {code: s.platform for code, s in shops.items()} == {code: code.removeprefix("demo-") for code in shops}
     assert shops["demo-shopify"].currency == shops["demo-amazon"].currency == "USD"
     assert shops["demo-shopify"].time_zone.startswith("America/")
@@ -127,7 +127,9 @@ def test_seed_orders_reach_every_status(seed_output):
 def test_seed_creates_exactly_the_catalogue_tables(seed_output):
     assert Warehouse.objects.count() == 6
     assert Sku.objects.count() == 31
-    assert Shop.objects.count() == 7
+    assert Shop.objects.count() == 8  # the seven platform shops and the live sandbox stream
+    sandbox = Shop.objects.get(code="demo-sandbox")
+    assert (sandbox.platform, sandbox.sync_enabled, sandbox.sync_interval_minutes) == ("sandbox", True, 1)
     assert RoutingRule.objects.count() == 3
     # The five Chinese shops list all 31 SKUs; Shopify and Amazon only the 10 with a USD price.
     assert SkuMapping.objects.filter(shop__currency="CNY").count() == 5 * 31

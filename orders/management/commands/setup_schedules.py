@@ -29,6 +29,38 @@ SCHEDULES: list[dict] = [
         "cron": "30 2 * * *",  # nightly at 02:30 (TIME_ZONE)
     },
     {
+        # Every minute: enqueue each enabled shop whose own sync interval has passed.
+        "name": "platform sync dispatcher",
+        "func": "orders.sync_tasks.dispatch_due_syncs",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
+    {
+        # Every minute: push each changed channel stock figure once (coalesced).
+        "name": "stock push to channels",
+        "func": "orders.stock_push_tasks.push_stock_to_channels",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
+    {
+        "name": "carrier tracking poll",
+        "func": "orders.tracking_tasks.poll_shipments",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 5,
+    },
+    {
+        "name": "carrier push retry",
+        "func": "orders.tracking_tasks.retry_failed_pushes",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 15,
+    },
+    {
+        "name": "webhook inbox retry",
+        "func": "orders.webhook_tasks.retry_webhook_events",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 1,
+    },
+    {
         "name": "purge import files",
         "func": "inventory.imports.purge_import_files",  # uploads older than IMPORT_KEEP_DAYS
         "schedule_type": Schedule.CRON,

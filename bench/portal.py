@@ -1,0 +1,383 @@
+"""Customer portal under load on PostgreSQL: order list and order timeline of logged-in
+customers, against the same server's trivial view (the framework's ceiling here).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/orderhub .venv/bin/python bench/portal.py \
+        [--orders 1000000 --customers 200000 --concurrency 50 --duration 20 --workers 3]
+
+Uses its own database (`<dbname>_portal_bench`, created and migrated if missing). The data
+set (orders, lines, public and internal timeline events) is built once with COPY and kept
+for the next run while its size matches (`--rebuild` forces it). The server runs as in
+production: gunicorn (sync workers), DEBUG off, whitenoise with collected static files.
+The load generator is a closed loop on 127.0.0.1: `--concurrency` connections, each sending
+its next request when the last one finished, for `--duration` seconds per phase, the phases
+taking turns in `--rounds` slices (so other load on a shared machine hits all alike). Every
+answer must be 200 and the logged-in page (a redirect to the login page would be fast and
+wrong): anything else is counted as an error. Prints requests/s and p50/p99 per phase, and
+the ratio to the trivial view; the last line is a one-line summary. No asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import random
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone as dt_timezone
+from pathlib import Path
+
+# This file is named like the Django app `portal`: keep its folder off sys.path, or
+# `import portal` would import this script.
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH_DIR]
+sys.path.insert(0, str(REPO_ROOT))
+_spec = importlib.util.spec_from_file_location("_bench_common", BENCH_DIR / "_common.py")
+_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_common)
+
+SCRIPT = "portal"
+SECRET = "bench-only-not-secret"
+PLATFORMS = ["taobao", "jd", "pdd", "douyin", "miniapp", "shopify", "amazon"]
+# status → share of orders; events follow the lifecycle up to that status.
+STATUSES = [("pending_payment", 3), ("paid", 6), ("allocated", 5), ("packed", 3), ("shipped", 12),
+            ("delivered", 21), ("completed", 45), ("cancelled", 5)]
+PATH_OF = {
+    "pending_payment": ["created"], "paid": ["created", "paid"], "allocated": ["created", "paid", "allocated"],
+    "packed": ["created", "paid", "allocated", "packed"],
+    "shipped": ["created", "paid", "allocated", "packed", "shipped"],
+    "delivered": ["created", "paid", "allocated", "packed", "shipped", "delivered"],
+    "completed": ["created", "paid", "allocated", "packed", "shipped", "delivered", "completed"],
+    "cancelled": ["created", "paid", "cancelled"],
+}
+TO_STATUS = {"created": "pending_payment", "paid": "paid", "allocated": "allocated", "packed": "packed",
+             "shipped": "shipped", "delivered": "delivered", "completed": "completed", "cancelled": "cancelled"}
+TITLES = ["折叠收纳盆", "厨房置物架", "保温杯 500ml", "硅胶锅铲", "棉麻抱枕", "洗碗海绵 10 片", "桌面收纳盒", "晾衣夹 20 个"]
+PROVINCES = [("江苏省", "苏州市", "姑苏区"), ("浙江省", "杭州市", "西湖区"), ("上海市", "上海市", "浦东新区"),
+             ("北京市", "北京市", "朝阳区"), ("广东省", "深圳市", "南山区"), ("四川省", "成都市", "武侯区")]
+CARRIERS = ["SF", "YTO", "ZTO", "YD", "JD"]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--orders", type=int, default=1_000_000)
+    p.add_argument("--customers", type=int, default=200_000)
+    p.add_argument("--sessions", type=int, default=1000, help="logged-in customers the load is spread over")
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    # CPUs + 1: on 2 CPUs shared with PostgreSQL and the load generator, 3 workers beat the
+    # textbook 2 × CPUs + 1 (list 132 vs 105 req/s in one comparison).
+    p.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1, help="gunicorn sync workers")
+    p.add_argument("--rounds", type=int, default=4, help="the phases take turns, this many times")
+    p.add_argument("--seed", type=int, default=16)
+    p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--database", default="", help="database name (default <dbname>_portal_bench)")
+    return p.parse_args()
+
+
+# --- the data set ---------------------------------------------------------------------------
+def build(url: str, args) -> None:
+    """Wipe and fill orders, lines and events with COPY (bench setup only: the application
+    always goes through the services). Events carry internal `message`s like the services
+    write, so a leak would show."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from orders.models import Order
+
+    rnd = random.Random(args.seed)
+    now = datetime.now(dt_timezone.utc)
+    with psycopg.connect(url) as conn:
+        conn.execute("TRUNCATE orders_orderevent, orders_orderline, orders_order, orders_customer, orders_shop, "
+                     "portal_portallogincode, portal_portalsmsoutbox, django_session RESTART IDENTITY CASCADE")
+        with conn.cursor().copy("COPY orders_shop (platform, code, name, app_key, app_secret, access_token, webhook_secret,"
+                                " ship_within_hours, time_zone, currency, sync_enabled, sync_interval_minutes,"
+                                " is_active, created_at) FROM STDIN") as copy:
+            for platform in PLATFORMS:
+                copy.write_row((platform, f"bench-{platform}", f"压测店 {platform}", "", "", "", "", 48, "Asia/Shanghai",
+                                "CNY", False, 5, True, now))
+        with conn.cursor().copy("COPY orders_customer (id, phone, name, tags, created_at) FROM STDIN") as copy:
+            for c in range(1, args.customers + 1):
+                copy.write_row((c, f"+86139{c:08d}", "王" + "先生", Jsonb([]), now))
+        fields = [f for f in Order._meta.concrete_fields]
+        names = [f.column for f in fields]
+        defaults = {}
+        for f in fields:
+            value = f.get_default()
+            defaults[f.column] = Jsonb(value) if f.get_internal_type() == "JSONField" else value
+        statuses = [s for s, _ in STATUSES]
+        weights = [w for _, w in STATUSES]
+        started = time.perf_counter()
+        plan = []  # (status, placed_at) per order, for its lines and events
+        with conn.cursor().copy(f"COPY orders_order ({', '.join(names)}) FROM STDIN") as copy:
+            for i in range(1, args.orders + 1):
+                customer = 1 + int(args.customers * rnd.random() ** 1.3) % args.customers
+                status = rnd.choices(statuses, weights)[0]
+                placed = now - timedelta(seconds=rnd.randrange(365 * 86400))
+                province, city, district = PROVINCES[i % len(PROVINCES)]
+                amount = f"{rnd.randrange(990, 99900) / 100:.2f}"
+                gift_to = f"139{(customer % args.customers) + 1:08d}" if rnd.random() < 0.02 else f"139{customer:08d}"
+                row = dict(defaults)
+                row.update(id=i, number=f"OHB{i:011d}", shop_id=1 + i % len(PLATFORMS), platform_order_id=f"B{i}",
+                           customer_id=customer, status=status, goods_amount=amount, paid_amount=amount,
+                           receiver_name="王先生", receiver_phone=gift_to, province=province, city=city,
+                           district=district, address="人民路 1 号", placed_at=placed,
+                           paid_at=None if status == "pending_payment" else placed + timedelta(minutes=1),
+                           promised_ship_at=placed + timedelta(hours=48), created_at=placed, updated_at=placed,
+                           seller_note="内部备注 SECRET")
+                copy.write_row([row[n] for n in names])
+                plan.append((status, placed))
+        with conn.cursor().copy("COPY orders_orderline (order_id, platform_sku_id, title, quantity, unit_price,"
+                                " discount_amount, is_gift) FROM STDIN") as copy:
+            for i in range(1, args.orders + 1):
+                copy.write_row((i, f"S{i % 500}", TITLES[i % len(TITLES)], 1 + i % 3, "19.90", "0.00", False))
+        with conn.cursor().copy("COPY orders_orderevent (order_id, kind, from_status, to_status, message, actor_label,"
+                                " source, is_public, data, occurred_at) FROM STDIN") as copy:
+            for i, (status, placed) in enumerate(plan, start=1):
+                previous = ""
+                for step, kind in enumerate(PATH_OF[status]):
+                    data, message = {}, {"allocated": "分配至 苏州仓(SECRET)", "cancelled": "订单已取消: SECRET"}.get(kind, kind)
+                    if kind == "shipped":
+                        carrier = CARRIERS[i % len(CARRIERS)]
+                        data = {"warehouse": "suzhou", "carrier": carrier, "tracking_number": f"{carrier}{i:012d}"}
+                    copy.write_row((i, kind, previous, TO_STATUS[kind], message, "bench", "system", True, Jsonb(data),
+                                    placed + timedelta(hours=6 * step)))
+                    previous = TO_STATUS[kind]
+                if i % 7 == 0:  # an internal note some staff typed
+                    copy.write_row((i, "note", "", "", "客户很难缠 SECRET", "客服小王", "admin", False, Jsonb({}),
+                                    placed + timedelta(hours=1)))
+        for table in ("orders_order", "orders_customer", "orders_shop", "orders_orderline", "orders_orderevent"):
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+        conn.commit()
+        conn.execute("ANALYZE")
+        print(f"built: {args.orders:,} orders, {args.customers:,} customers, "
+              f"{conn.execute('SELECT count(*) FROM orders_orderevent').fetchone()[0]:,} events "
+              f"in {time.perf_counter() - started:.0f} s")
+
+
+def ensure_data(url: str, args) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        have = conn.execute("SELECT count(*) FROM orders_order").fetchone()[0]
+        customers = conn.execute("SELECT count(*) FROM orders_customer").fetchone()[0]
+    if args.rebuild or have != args.orders or customers != args.customers:
+        print(f"building the data set ({have:,} orders there, {args.orders:,} wanted) …", flush=True)
+        build(url, args)
+    else:
+        print(f"reusing the data set: {have:,} orders, {customers:,} customers")
+
+
+def make_sessions(args) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(cookie, list path) and (cookie, order path) for logged-in customers, made the way the
+    portal makes them (the same session keys); the login flow itself is not what is measured."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from orders.models import Customer, Order
+    from portal.selectors import order_token
+
+    rnd = random.Random(args.seed + 1)
+    ids = rnd.sample(range(1, args.customers + 1), min(args.sessions, args.customers))
+    lists, details = [], []
+    phones = dict(Customer.objects.filter(pk__in=ids).values_list("pk", "phone"))
+    orders: dict[int, list[int]] = {}
+    for order_id, customer_id in Order.objects.filter(customer_id__in=ids).values_list("pk", "customer_id"):
+        orders.setdefault(customer_id, []).append(order_id)
+    for cid in ids:
+        if cid not in orders:
+            continue
+        store = SessionStore()
+        store["portal_phone"], store["portal_seen"] = phones[cid], int(time.time())
+        store.create()
+        lists.append((store.session_key, "/h5/orders/"))
+        for order_id in rnd.sample(orders[cid], min(3, len(orders[cid]))):
+            details.append((store.session_key, f"/h5/orders/{order_token(phone=phones[cid], order_id=order_id)}/"))
+    return lists, details
+
+
+def profile_queries(lists, details) -> dict[str, int]:
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    counts = {}
+    for name, (cookie, path) in (("list", lists[0]), ("timeline", details[0])):
+        client = Client()
+        client.cookies["sessionid"] = cookie
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code)
+        counts[name] = len(queries.captured_queries)
+    return counts
+
+
+# --- the server -------------------------------------------------------------------------------
+WSGI_MODULE = '''
+from config.wsgi import application  # the production entry point
+from django.http import HttpResponse
+from django.urls import clear_url_caches, path
+import config.urls
+
+def trivial(request):
+    return HttpResponse(b"ok", content_type="text/plain")
+
+config.urls.urlpatterns.insert(0, path("bench-trivial/", trivial))
+clear_url_caches()
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def server_env(url: str) -> dict:
+    env = dict(os.environ)
+    env.update(DATABASE_URL=url, DEBUG="0", SECRET_KEY=SECRET, SECURE_SSL_REDIRECT="0", LOG_LEVEL="WARNING",
+               ALLOWED_HOSTS="127.0.0.1,localhost,testserver", DJANGO_SETTINGS_MODULE="config.settings")
+    return env
+
+
+def start_server(url: str, workers: int, tmp: Path) -> tuple[subprocess.Popen, int]:
+    (tmp / "bench_portal_wsgi.py").write_text(WSGI_MODULE)
+    port = free_port()
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+                             "--pythonpath", f"{tmp},{REPO_ROOT}", "--chdir", str(REPO_ROOT), "--log-level", "warning",
+                             "--backlog", "2048", "bench_portal_wsgi:application"], env=server_env(url))
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, port
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise _common.BenchError(SCRIPT, "gunicorn did not start")
+
+
+# --- the load generator ------------------------------------------------------------------------
+async def fetch(port: int, path: str, cookie: str) -> tuple[int, bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nCookie: sessionid={cookie}\r\n"
+                  "Accept-Language: zh-hans\r\nConnection: close\r\n\r\n").encode())
+    await writer.drain()
+    data = await reader.read()  # sync workers close the connection after each response
+    writer.close()
+    status = int(data[9:12]) if data.startswith(b"HTTP/1.") else 0
+    return status, data
+
+
+async def run_phase(port: int, targets: list[tuple[str, str]], marker: bytes, concurrency: int, duration: float,
+                    seed: int) -> dict:
+    """One closed-loop slice: raw latencies (s), error count, wall time and client CPU seconds."""
+    latencies: list[float] = []
+    errors = 0
+    rnd = random.Random(seed)
+    stop_at = time.perf_counter() + duration
+
+    async def worker():
+        nonlocal errors
+        while time.perf_counter() < stop_at:
+            cookie, path = targets[rnd.randrange(len(targets))]
+            started = time.perf_counter()
+            try:
+                status, body = await fetch(port, path, cookie)
+            except OSError:
+                status, body = 0, b""
+            elapsed = time.perf_counter() - started
+            if status == 200 and marker in body:
+                latencies.append(elapsed)
+            else:
+                errors += 1
+
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"latencies": latencies, "errors": errors, "wall": wall,
+            "cpu": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime}
+
+
+def summarize(slices: list[dict]) -> dict:
+    latencies = sorted(x for s in slices for x in s["latencies"])
+    wall = sum(s["wall"] for s in slices) or 1
+    return {"requests": len(latencies), "errors": sum(s["errors"] for s in slices), "rps": len(latencies) / wall,
+            "p50": _common.percentile(latencies, 50) * 1000, "p99": _common.percentile(latencies, 99) * 1000,
+            "client_cpu": sum(s["cpu"] for s in slices) / wall}
+
+
+def main() -> None:
+    args = parse_args()
+    base = _common.require_postgres_url(SCRIPT)
+    name = args.database or f"{_common.database_name(base)}_portal_bench"
+    url = _common.with_database(base, name)
+    _common.ensure_database(url, SCRIPT)
+    os.environ.update(SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="127.0.0.1,localhost,testserver", SECRET_KEY=SECRET)
+    _common.setup_django(url)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)  # DEBUG off: whitenoise's manifest
+    ensure_data(url, args)
+    lists, details = make_sessions(args)
+    mixed = lists + details
+    queries = profile_queries(lists, details)
+    print(f"sessions: {len(lists)} logged-in customers, {len(details)} order pages; "
+          f"queries per request: list {queries['list']}, timeline {queries['timeline']}")
+    from django.db import connections
+
+    connections.close_all()
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, port = start_server(url, args.workers, Path(tmp))
+        try:
+            print(f"server: gunicorn, {args.workers} sync workers, DEBUG off, on 127.0.0.1:{port}; "
+                  f"load: {args.concurrency} connections, {args.duration:.0f} s per phase, {os.cpu_count()} CPUs shared")
+            phases = [("trivial", [("-", "/bench-trivial/")], b"ok"),
+                      ("list", lists, "我的订单".encode()),
+                      ("timeline", details, "订单进度".encode()),
+                      ("mixed", mixed, "订单".encode())]
+            asyncio.run(run_phase(port, mixed, b"", args.concurrency, 3, args.seed))  # warm up every worker
+            # The phases take turns in short slices, so a change in the machine's other load
+            # (a shared box) falls on every phase alike and the ratios stay fair.
+            slices: dict[str, list[dict]] = {label: [] for label, _, _ in phases}
+            load_before = os.getloadavg()[0]
+            for round_no in range(args.rounds):
+                for label, targets, marker in phases:
+                    slices[label].append(asyncio.run(run_phase(port, targets, marker, args.concurrency,
+                                                               args.duration / args.rounds, args.seed + round_no)))
+            results = {label: summarize(parts) for label, parts in slices.items()}
+            print(f"machine load average {load_before:.1f} → {os.getloadavg()[0]:.1f} "
+                  f"({args.rounds} rounds, phases interleaved)")
+            for label, r in results.items():
+                print(f"{label:9s} {r['rps']:8.1f} req/s   p50 {r['p50']:7.1f} ms   p99 {r['p99']:7.1f} ms   "
+                      f"ok {r['requests']:>7}   errors {r['errors']:>4}   client CPU {r['client_cpu'] * 100:4.0f} %")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    ceiling = results["trivial"]["rps"] or 1
+    for label in ("list", "timeline", "mixed"):
+        r = results[label]
+        print(f"ratio {label}/trivial: {r['rps'] / ceiling * 100:5.1f} %   "
+              f"(goals: p99 ≤ 100 ms → {'met' if r['p99'] <= 100 else 'missed'}, "
+              f"≥ 50 % of the ceiling → {'met' if r['rps'] / ceiling >= 0.5 else 'missed'})")
+    errors = sum(r["errors"] for r in results.values())
+    r_list, r_tl = results["list"], results["timeline"]
+    print(f"portal: {args.orders:,} orders; list {r_list['rps']:.0f} req/s p50 {r_list['p50']:.0f} ms "
+          f"p99 {r_list['p99']:.0f} ms; timeline {r_tl['rps']:.0f} req/s p50 {r_tl['p50']:.0f} ms "
+          f"p99 {r_tl['p99']:.0f} ms; trivial {ceiling:.0f} req/s; ratio list {r_list['rps'] / ceiling * 100:.0f} % "
+          f"timeline {r_tl['rps'] / ceiling * 100:.0f} %; errors {errors}")
+    if errors:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

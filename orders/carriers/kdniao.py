@@ -1,0 +1,141 @@
+"""KDNiao (快递鸟): instant query (RequestType 1002, or 8001 增值版) and track push (101).
+
+Signature (queries and pushes alike): DataSign = Base64(lowercase-hex MD5(RequestData + AppKey)),
+the Base64 taken over the 32-character hex string; on the wire the form fields are URL-encoded.
+States (STATUS_CODES.md): State 0 无轨迹, 1 已揽收, 2 在途中, 201 到达派件城市, 3 签收, 4 问题件;
+StateEx / per-trace Action add 202 派件中, 211 快递柜或驿站, 311 已取出, 401–412 problems.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from datetime import datetime
+
+from django.utils import timezone
+
+from orders.carriers import codes
+from orders.carriers.base import (CHINA, BadSignature, CarrierError, HttpRequest, Scan, TrackingUpdate,
+                                  parse_local_time, state_from_text)
+from orders.models import TrackingState as T
+
+name = "kdniao"
+API_URL = "https://api.kdniao.com/Ebusiness/EbusinessOrderHandle.aspx"
+QUERY_REQUEST_TYPE = "1002"
+PUSH_REQUEST_TYPE = "101"
+
+STATES: dict[str, str | None] = {
+    "0": None,  # 无轨迹: nothing to say yet
+    "1": T.PICKED_UP,
+    "2": T.IN_TRANSIT,
+    "201": T.IN_TRANSIT,  # 到达派件城市
+    "202": T.OUT_FOR_DELIVERY,  # 派件中
+    "211": T.OUT_FOR_DELIVERY,  # 已放入快递柜或驿站
+    "3": T.DELIVERED,
+    "301": T.DELIVERED, "302": T.DELIVERED, "304": T.DELIVERED,
+    "311": T.DELIVERED,  # 已取出快递柜或驿站
+    "4": T.EXCEPTION,
+    "401": T.EXCEPTION, "402": T.EXCEPTION, "403": T.EXCEPTION, "404": T.EXCEPTION, "412": T.EXCEPTION,
+    "5": T.IN_TRANSIT,  # 转寄
+    "6": T.IN_TRANSIT,  # 清关
+}
+
+
+def data_sign(request_data: str, app_key: str) -> str:
+    digest = hashlib.md5((request_data + app_key).encode("utf-8")).hexdigest()
+    return base64.b64encode(digest.encode("ascii")).decode("ascii")
+
+
+def state_of(code) -> str | None:
+    """A KDNiao State / StateEx / Action code (number or string) → normalized state."""
+    if code is None or code == "":
+        return None
+    return STATES.get(str(code).strip(), T.IN_TRANSIT if str(code).startswith("2") else None)
+
+
+# --- requests -----------------------------------------------------------------------------
+def query_request(*, account, carrier: str, tracking_number: str, phone: str = "") -> HttpRequest:
+    body = {"OrderCode": "", "ShipperCode": codes.kdniao_code(carrier), "LogisticCode": tracking_number}
+    if codes.kdniao_code(carrier) == "SF" and phone:
+        body["CustomerName"] = phone[-4:]  # SF asks for the receiver's phone's last four digits
+    request_data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return HttpRequest(url=account.api_url or API_URL, data={
+        "RequestData": request_data, "EBusinessID": account.account_id, "RequestType": QUERY_REQUEST_TYPE,
+        "DataSign": data_sign(request_data, account.app_key), "DataType": "2",
+    })
+
+
+# --- reading --------------------------------------------------------------------------------
+def _load(body) -> dict:
+    try:
+        data = json.loads(body) if isinstance(body, (str, bytes)) else body
+    except ValueError as exc:
+        raise CarrierError(f"快递鸟报文不是 JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CarrierError("快递鸟报文不是 JSON 对象")
+    return data
+
+
+def _scans(item: dict) -> tuple[Scan, ...]:
+    scans = []
+    for trace in item.get("Traces") or []:
+        text = (trace.get("AcceptStation") or "").strip()
+        code = trace.get("Action")
+        state = state_of(code) if code not in (None, "") else None
+        scans.append(Scan(
+            occurred_at=parse_local_time(trace.get("AcceptTime", ""), CHINA), description=text[:500],
+            state=state or state_from_text(text), location=(trace.get("Location") or "")[:200],
+            carrier_state=str(code) if code not in (None, "") else "", raw=trace,
+        ))
+    return tuple(scans)
+
+
+def _update(item: dict) -> TrackingUpdate:
+    if not item.get("LogisticCode"):
+        raise CarrierError("快递鸟报文缺少 LogisticCode")
+    state_code = item.get("StateEx") if item.get("StateEx") not in (None, "") else item.get("State")
+    shipper = item.get("ShipperCode") or ""
+    return TrackingUpdate(carrier=codes.from_kdniao(shipper), tracking_number=str(item["LogisticCode"]).strip(),
+                          state=state_of(state_code), scans=_scans(item), provider_carrier=shipper, raw=item)
+
+
+def parse_query(body) -> list[TrackingUpdate]:
+    """An instant-query response (one parcel)."""
+    data = _load(body)
+    if data.get("Success") is False and not data.get("Traces"):
+        raise CarrierError(f"快递鸟查询失败: {data.get('Reason') or '未知原因'}")
+    return [_update(data)]
+
+
+def parse_push(form: dict[str, str]) -> list[TrackingUpdate]:
+    """A push's RequestData: {"EBusinessID", "Count", "PushTime", "Data": [one item per parcel]}."""
+    data = _load(form.get("RequestData", ""))
+    return [_update(item) for item in data.get("Data") or [] if item.get("Success", True) is not False or item.get("Traces")]
+
+
+def verify_push(form: dict[str, str], *, accounts) -> object:
+    """The account whose AppKey signs this push; BadSignature otherwise (or when fields are missing)."""
+    request_data, sign, business_id = form.get("RequestData"), form.get("DataSign"), form.get("EBusinessID")
+    if not request_data or not sign or not business_id:
+        raise BadSignature("缺少 RequestData、EBusinessID 或 DataSign")
+    if str(form.get("RequestType", PUSH_REQUEST_TYPE)) != PUSH_REQUEST_TYPE:
+        raise BadSignature(f"不支持的 RequestType: {form.get('RequestType')}")
+    from urllib.parse import unquote
+
+    candidates = {sign, unquote(sign)}  # some senders URL-encode the sign twice
+    for account in accounts:
+        if account.account_id != business_id or not account.app_key:
+            continue
+        expected = data_sign(request_data, account.app_key)
+        if any(hmac.compare_digest(expected, c) for c in candidates):
+            return account
+    raise BadSignature("DataSign 校验失败")
+
+
+def push_ack(form: dict[str, str], *, ok: bool, reason: str = "", now: datetime | None = None) -> dict:
+    """KDNiao's expected answer to a push."""
+    local = timezone.localtime(now or timezone.now(), CHINA)
+    return {"EBusinessID": form.get("EBusinessID", ""), "UpdateTime": f"{local:%Y-%m-%d %H:%M:%S}",
+            "Success": ok, "Reason": reason}

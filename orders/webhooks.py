@@ -1,0 +1,294 @@
+"""Platform webhooks: ``POST /hooks/<platform>/<shop_code>/`` → verified → durable inbox → 200.
+
+The request does as little as it can: find the shop, read at most
+``settings.WEBHOOK_MAX_BODY_BYTES`` of the body, check the signature over the raw bytes, check
+that the body is JSON, store one `orders.models.WebhookEvent` row and answer. Processing (the
+adapter's normalization and `orders.ingest`) runs later in a django-q2 task
+(`orders.webhook_tasks.process_webhook_event`), enqueued when the row is committed; the
+"webhook inbox retry" schedule picks up whatever that task did not finish.
+
+Answers, in the order they are decided:
+
+- 405 for any method but POST (no session, no CSRF token, no login: the signature is the
+  authentication);
+- 404 for an unknown or inactive shop, an unknown platform, or a shop of another platform
+  than the URL names;
+- 413 when the body is larger than the limit (``Content-Length`` alone decides when it is
+  sent; never more than limit + 1 bytes are read);
+- 401 for a missing or wrong signature — nothing of that request is stored;
+- 400 for a body that is not JSON (after the signature checked out);
+- 200 ``{"status": "stored", "id": N}``, or ``{"status": "duplicate", "id": N}`` for a
+  redelivery (same event id, or the same body bytes, for this shop): one row, one effect.
+
+Signatures:
+
+- Shopify: ``X-Shopify-Hmac-Sha256`` = base64(HMAC-SHA256(shop.webhook_secret, raw body)),
+  checked by `orders.platforms.shopify.verify_webhook` (constant time). Delivery id:
+  ``X-Shopify-Webhook-Id`` (the same on a retry), else ``X-Shopify-Event-Id``; topic:
+  ``X-Shopify-Topic``.
+- Every other platform (Taobao, JD, PDD, Douyin, our mini-program, Amazon, distributor,
+  sandbox): Order Hub's own scheme, since their order pushes reach us through a relay of ours
+  (the platforms' own push channels — Taobao JDP/TMC, PDD/Douyin message services — are not
+  plain signed HTTP posts to a seller URL): ``X-OrderHub-Signature`` = lowercase hex
+  HMAC-SHA256(shop.webhook_secret, raw body), optionally prefixed ``sha256=``; optional
+  ``X-OrderHub-Event-Id`` (delivery id, for de-duplication) and ``X-OrderHub-Topic``. The body
+  is what ``manage.py ingest`` takes: one order, the single-order response, a list, or the
+  list response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from config.actors import Actor
+from config.errors import NotFound, NotPermitted
+from orders.models import Platform, Shop, WebhookEvent, WebhookStatus
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+ORDERHUB_SIGNATURE_HEADER = "X-OrderHub-Signature"
+ORDERHUB_EVENT_ID_HEADER = "X-OrderHub-Event-Id"
+ORDERHUB_TOPIC_HEADER = "X-OrderHub-Topic"
+REPLAY_PERMISSION = "orders.change_shop"  # supervisors and operations (shop configuration)
+# How long after receipt the retry sweep takes over a row that no worker has picked up.
+UNCLAIMED_GRACE_SECONDS = 60
+
+
+# --- verification --------------------------------------------------------------------------------
+
+def orderhub_signature(raw_body: bytes, secret: str) -> str:
+    """Lowercase hex HMAC-SHA256 of the raw body — the value of ``X-OrderHub-Signature``."""
+    return hmac.new(secret.encode("utf-8"), bytes(raw_body), hashlib.sha256).hexdigest()
+
+
+def verify_orderhub_signature(raw_body: bytes, signature: str | None, secret: str) -> bool:
+    if not signature or not secret:
+        return False
+    value = signature.strip()
+    if value.lower().startswith("sha256="):
+        value = value[len("sha256="):]
+    expected = orderhub_signature(raw_body, secret)
+    return hmac.compare_digest(expected.encode("ascii"), value.lower().encode("ascii", "replace"))
+
+
+def _verify_shopify(raw_body: bytes, headers: Mapping[str, str], secret: str) -> bool:
+    from orders.platforms.shopify import HMAC_HEADER, verify_webhook
+
+    return verify_webhook(raw_body, headers.get(HMAC_HEADER), secret)
+
+
+def _verify_orderhub(raw_body: bytes, headers: Mapping[str, str], secret: str) -> bool:
+    return verify_orderhub_signature(raw_body, headers.get(ORDERHUB_SIGNATURE_HEADER), secret)
+
+
+@dataclass(frozen=True)
+class HookScheme:
+    """How one platform signs its webhooks and names a delivery."""
+
+    verify: Callable[[bytes, Mapping[str, str], str], bool]
+    event_id_headers: tuple[str, ...]
+    topic_header: str
+    kept_header_prefixes: tuple[str, ...]
+
+
+ORDERHUB_SCHEME = HookScheme(_verify_orderhub, (ORDERHUB_EVENT_ID_HEADER,), ORDERHUB_TOPIC_HEADER, ("X-OrderHub-",))
+SCHEMES: dict[str, HookScheme] = {
+    Platform.SHOPIFY: HookScheme(_verify_shopify, ("X-Shopify-Webhook-Id", "X-Shopify-Event-Id"),
+                                 "X-Shopify-Topic", ("X-Shopify-",)),
+}
+
+
+def scheme_for(platform: str) -> HookScheme:
+    return SCHEMES.get(platform, ORDERHUB_SCHEME)
+
+
+def kept_headers(headers: Mapping[str, str], scheme: HookScheme) -> dict[str, str]:
+    """The headers worth keeping with the event: the platform's own, content type, user agent."""
+    kept = {}
+    for name, value in headers.items():
+        if name.lower().startswith(tuple(p.lower() for p in scheme.kept_header_prefixes)) or name.lower() in (
+                "content-type", "user-agent"):
+            kept[name] = value
+    return kept
+
+
+def _first_header(headers: Mapping[str, str], names: Iterable[str], *, limit: int) -> str:
+    for name in names:
+        value = (headers.get(name) or "").strip()
+        if value:
+            return value[:limit]
+    return ""
+
+
+# --- the inbox -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Receipt:
+    event: WebhookEvent
+    duplicate: bool
+
+
+def store_event(*, shop: Shop, raw_body: bytes, headers: Mapping[str, str]) -> Receipt:
+    """Store one verified delivery (or recognise a redelivery) and enqueue its processing when
+    the row is committed. The caller has verified the signature and that the body is JSON."""
+    scheme = scheme_for(shop.platform)
+    event_id = _first_header(headers, scheme.event_id_headers, limit=200)
+    digest = hashlib.sha256(raw_body).hexdigest()
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                shop=shop, platform=shop.platform,
+                topic=_first_header(headers, (scheme.topic_header,), limit=100),
+                event_id=event_id, body=raw_body.decode("utf-8"), body_sha256=digest,
+                headers=kept_headers(headers, scheme), received_at=now,
+                status=WebhookStatus.RECEIVED,
+                next_attempt_at=now + timedelta(seconds=UNCLAIMED_GRACE_SECONDS),
+            )
+            transaction.on_commit(lambda pk=event.pk: enqueue_processing(pk))
+    except IntegrityError:
+        # A redelivery: same event id or same bytes. Count it; it is already being handled.
+        existing = WebhookEvent.objects.filter(shop=shop, body_sha256=digest)
+        if event_id:
+            existing = existing | WebhookEvent.objects.filter(shop=shop, event_id=event_id)
+        event = existing.order_by("pk").first()
+        if event is None:  # pragma: no cover - the conflicting row vanished (deleted meanwhile)
+            raise
+        WebhookEvent.objects.filter(pk=event.pk).update(duplicates=F("duplicates") + 1)
+        return Receipt(event, duplicate=True)
+    return Receipt(event, duplicate=False)
+
+
+_broker = None
+
+
+def _get_broker():
+    """One broker per process: django-q2 makes a new one (a new Redis connection) per
+    `async_task` otherwise, which costs a connect on every webhook answer."""
+    global _broker
+    if _broker is None:
+        from django_q.brokers import get_broker
+
+        _broker = get_broker()
+    return _broker
+
+
+def enqueue_processing(event_pk: int) -> None:
+    """Hand the event to a worker. If the broker is down the row stays ``received`` and the
+    retry sweep takes it after `UNCLAIMED_GRACE_SECONDS`: the sender is answered either way."""
+    try:
+        from django_q.tasks import async_task
+
+        # save=False: the inbox row is the record of the outcome; a saved success per webhook
+        # would also make the monitor prune the success table (a locked scan) every time.
+        async_task("orders.webhook_tasks.process_webhook_event", event_pk,
+                   task_name=f"webhook-{event_pk}", group="webhooks", save=False, broker=_get_broker())
+    except Exception:  # noqa: BLE001 - the inbox row is the durable copy
+        logger.exception("webhook %s: could not enqueue; the retry sweep will pick it up", event_pk)
+
+
+REPLAY_INLINE_LIMIT = 20  # processed in the admin request; more are queued for the workers
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    processed: list[WebhookEvent]  # processed now, as they are afterwards
+    queued: list[int]  # handed to the workers (beyond the inline limit)
+    skipped: list[int]  # being processed by a worker right now
+
+
+def replay_events(*, events: Iterable[WebhookEvent], actor: Actor,
+                  inline_limit: int = REPLAY_INLINE_LIMIT) -> ReplayResult:
+    """Process these events again (failed, dead, or done ones after a fix such as a new SKU
+    mapping or a corrected secret), each with a fresh attempt budget. Only who may configure
+    shops may replay, and only events of shops in their scope. The first ``inline_limit`` are
+    processed at once (the person sees the outcome); the rest are queued for the workers. An
+    event a worker is processing right now is skipped."""
+    if not actor.can(REPLAY_PERMISSION):
+        raise NotPermitted("没有重放 Webhook 事件的权限")
+    events = list(events)
+    if any(not actor.scope.allows_shop(event.shop_id) for event in events):
+        raise NotFound("Webhook 事件不存在")
+    from orders.webhook_tasks import process_webhook_event
+
+    processed, queued, skipped = [], [], []
+    for event in events:
+        claimed = WebhookEvent.objects.filter(pk=event.pk).exclude(status=WebhookStatus.PROCESSING).update(
+            status=WebhookStatus.RECEIVED, attempts=0, next_attempt_at=timezone.now(),
+            replayed_by=actor.label[:150])
+        if not claimed:
+            skipped.append(event.pk)
+            continue
+        logger.info("webhook %s replayed by %s", event.pk, actor.label)
+        if len(processed) < inline_limit:
+            process_webhook_event(event.pk)
+            processed.append(WebhookEvent.objects.get(pk=event.pk))
+        else:
+            queued.append(event.pk)
+            transaction.on_commit(lambda pk=event.pk: enqueue_processing(pk))
+    return ReplayResult(processed, queued, skipped)
+
+
+# --- the view ------------------------------------------------------------------------------------
+
+def max_body_bytes() -> int:
+    return int(getattr(settings, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+
+
+def _error(status: int, code: str, detail: str) -> JsonResponse:
+    return JsonResponse({"code": code, "detail": detail}, status=status)
+
+
+def _read_limited(request: HttpRequest, limit: int) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit`` (never reads more than limit + 1)."""
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if declared.strip():
+        try:
+            if int(declared) > limit:
+                return None
+        except ValueError:
+            pass  # the server's stream is bounded anyway; the read below decides
+    raw = request.read(limit + 1)
+    return None if len(raw) > limit else raw
+
+
+@csrf_exempt
+@require_POST
+def platform_hook(request: HttpRequest, platform: str, shop_code: str) -> JsonResponse:
+    if platform not in Platform.values:
+        return _error(404, "not_found", "unknown platform")
+    shop = Shop.objects.filter(code=shop_code, platform=platform, is_active=True).first()
+    if shop is None:
+        return _error(404, "not_found", "unknown shop")
+    limit = max_body_bytes()
+    raw = _read_limited(request, limit)
+    if raw is None:
+        return _error(413, "too_large", f"body larger than {limit} bytes")
+    scheme = scheme_for(shop.platform)
+    if not scheme.verify(raw, request.headers, shop.webhook_secret):
+        logger.warning("webhook %s/%s: signature missing or wrong (%d bytes), rejected",
+                       platform, shop_code, len(raw))
+        return _error(401, "bad_signature", "signature missing or wrong")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return _error(400, "malformed", "body is not JSON")
+    if not isinstance(doc, (dict, list)):
+        return _error(400, "malformed", "body is not a JSON object or list")
+    receipt = store_event(shop=shop, raw_body=raw, headers=request.headers)
+    return JsonResponse({"status": "duplicate" if receipt.duplicate else "stored", "id": receipt.event.pk})
