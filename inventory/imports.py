@@ -526,6 +526,9 @@ class SkuMappingImport(ImportKind):
         Column("shop", "店铺编码", required=True, note="必填,店铺的编码(不是名称),须在你的权限范围内", example="demo-taobao"),
         Column("platform_sku_id", "平台SKU ID", required=True, max_length=100, note="必填,平台上的 SKU ID", example="5012345678"),
         Column("sku", "SKU编码", required=True, max_length=64, note="必填,必须是已存在的 SKU", example="BASIN-01"),
+        Column("platform_item_id", "平台商品ID", max_length=100,
+               note="可选,回写库存时部分平台需要(淘宝 num_iid、拼多多 goods_id、抖音 product_id);空白 = 不修改",
+               example="6012345678"),
     )
 
     def plan(self, table, actor, progress=None):
@@ -553,18 +556,26 @@ class SkuMappingImport(ImportKind):
                      f"{v['shop']} / {v['platform_sku_id']}"):
                 continue
             mapping = existing.get((shop.pk, v["platform_sku_id"]))
+            item_id = v.get("platform_item_id")
             if mapping is None:
                 plan.created += 1
-                plan.work.append((True, SkuMapping(shop=shop, platform_sku_id=v["platform_sku_id"], sku=sku)))
+                plan.work.append((True, SkuMapping(shop=shop, platform_sku_id=v["platform_sku_id"], sku=sku,
+                                                   **({"platform_item_id": item_id} if item_id else {}))))
                 plan.change({"row": row, "action": "新增", "key": f"{v['shop']} / {v['platform_sku_id']}", "changes": f"→ {sku.code}"})
-            elif mapping.sku_id == sku.pk:
+                continue
+            changes = []
+            if mapping.sku_id != sku.pk:
+                changes.append(f"{mapping.sku.code} → {sku.code}")
+                mapping.sku = sku
+            if item_id and item_id != mapping.platform_item_id:
+                changes.append(f"平台商品ID: {mapping.platform_item_id or '(空)'} → {item_id}")
+                mapping.platform_item_id = item_id
+            if not changes:
                 plan.unchanged += 1
             else:
-                text = f"{mapping.sku.code} → {sku.code}"
-                mapping.sku = sku
                 plan.updated += 1
                 plan.work.append((False, mapping))
-                plan.change({"row": row, "action": "更新", "key": f"{v['shop']} / {v['platform_sku_id']}", "changes": text})
+                plan.change({"row": row, "action": "更新", "key": f"{v['shop']} / {v['platform_sku_id']}", "changes": ";".join(changes)})
         return plan
 
     def apply(self, plan, actor):
@@ -573,7 +584,7 @@ class SkuMappingImport(ImportKind):
             raise NotPermitted(_("店铺不在你的权限范围内"))
         creates = [m for created, m in plan.work if created]
         SkuMapping.objects.bulk_create(creates, batch_size=1000)
-        bulk_set(SkuMapping, [m for created, m in plan.work if not created], ["sku"])
+        bulk_set(SkuMapping, [m for created, m in plan.work if not created], ["sku", "platform_item_id"])
         _saved(SkuMapping, plan.work)  # held orders re-resolve, channel stock is marked for a push
 
 

@@ -529,3 +529,26 @@ def test_purge_is_scheduled():
 
     call_command("setup_schedules", stdout=StringIO())
     assert Schedule.objects.get(func="inventory.imports.purge_import_files").schedule_type == Schedule.CRON
+
+
+def test_mapping_import_sets_the_platform_item_id(sku, shop):
+    SkuMappingFactory(shop=shop, platform_sku_id="TB-1", sku=sku)
+    client = client_for(staff("operations"))
+    upload(client, "sku_mapping", xlsx([["店铺编码", "平台SKU ID", "SKU编码", "平台商品ID"],
+                                        ["demo-taobao", "TB-1", "BASIN-01", "6012345678"],
+                                        ["demo-taobao", "TB-2", "BASIN-01", None]]))
+    job = last_job()
+    assert (job.created_count, job.updated_count) == (1, 1)
+    confirm(client, job)
+    assert dict(SkuMapping.objects.values_list("platform_sku_id", "platform_item_id")) == {"TB-1": "6012345678", "TB-2": ""}
+
+
+@pytest.mark.parametrize("kind", ["safety_stock", "sku"])
+def test_sku_imports_mark_the_skus_for_the_channel_stock_push(kind, sku, django_capture_on_commit_callbacks):
+    from orders.models import StockPushDirty
+
+    client = client_for(staff("operations"))
+    upload(client, kind, good_file(kind))
+    with django_capture_on_commit_callbacks(execute=True):
+        confirm(client, last_job())
+    assert sku.pk in set(StockPushDirty.objects.values_list("sku_id", flat=True))
