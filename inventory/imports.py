@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_save
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -356,6 +357,18 @@ def _saved(model, rows: Iterable[tuple[bool, Any]]) -> None:
         post_save.send(sender=model, instance=obj, created=created, update_fields=None, raw=False, using=using)
 
 
+# Sent once per SKU import (SKU master, safety stock) with the ids of the SKUs it changed,
+# instead of one `post_save` per SKU: a listener that reacts to a SKU edit (the channel
+# stock push marks it for a push) can do it once for 50,000 SKUs. New SKUs are not in it
+# (nothing is listed on a channel before it has a mapping).
+skus_imported = Signal()
+
+
+def _skus_saved(sku_ids: list[int]) -> None:
+    if sku_ids:
+        skus_imported.send(sender=Sku, sku_ids=sku_ids)
+
+
 def _in_bulk(source, field_name: str, values: Iterable) -> dict:
     """{value: object} for the model (or queryset) rows whose `field_name` is in `values`."""
     qs = source.objects.all() if isinstance(source, type) else source
@@ -471,7 +484,7 @@ class SkuImport(ImportKind):
         creates = [sku for action, sku, _f in plan.work if action == "create"]
         Sku.objects.bulk_create(creates, batch_size=1000)
         bulk_set(Sku, [sku for action, sku, _f in plan.work if action == "update"], self.FIELDS)
-        _saved(Sku, [(action == "create", sku) for action, sku, _f in plan.work])
+        _skus_saved([sku.pk for action, sku, _f in plan.work if action == "update"])
 
 
 # --- safety stock -----------------------------------------------------------------------------
@@ -513,7 +526,7 @@ class SafetyStockImport(ImportKind):
     def apply(self, plan, actor):
         self.check_permission(actor)
         bulk_set(Sku, plan.work, ["safety_stock", "emergency_buffer"])
-        _saved(Sku, [(False, sku) for sku in plan.work])
+        _skus_saved([sku.pk for sku in plan.work])
 
 
 # --- SKU mappings -----------------------------------------------------------------------------
