@@ -267,6 +267,19 @@ SMS_ALIYUN = {
     "TIMEOUT": float(os.environ.get("SMS_ALIYUN_TIMEOUT") or 5),
 }
 
+# --- Excel import / export ---------------------------------------------------------------
+# Uploaded import files are kept under MEDIA_ROOT for IMPORT_KEEP_DAYS (then
+# `purge_import_files` deletes them; the ImportJob row stays). Never served publicly.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or BASE_DIR / "media")
+MEDIA_URL = "/media/"
+IMPORT_MAX_BYTES = int(os.environ.get("IMPORT_MAX_BYTES") or 20 * 1024 * 1024)
+IMPORT_ASYNC_ROWS = int(os.environ.get("IMPORT_ASYNC_ROWS") or 5000)  # more rows: a django-q2 task
+IMPORT_KEEP_DAYS = int(os.environ.get("IMPORT_KEEP_DAYS") or 30)
+# An xlsx export of more rows is written by a django-q2 task (download link on its page);
+# CSV always streams. Task files are kept EXPORT_KEEP_DAYS.
+EXPORT_ASYNC_ROWS = int(os.environ.get("EXPORT_ASYNC_ROWS") or 20000)
+EXPORT_KEEP_DAYS = int(os.environ.get("EXPORT_KEEP_DAYS") or 7)
+
 # --- Logging ----------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

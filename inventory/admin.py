@@ -270,3 +270,4 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     def conditions_summary(self, rule):
         text = json.dumps(rule.conditions, ensure_ascii=False) if rule.conditions else gettext("(匹配所有订单)")
         return text if len(text) <= 120 else text[:117] + "…"
+from inventory import admin_imports  # noqa: E402,F401 - Excel import pages (导入记录)

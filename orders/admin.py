@@ -676,3 +676,5 @@ from orders import admin_stockpush  # noqa: E402,F401  stock back to channels (i
 from orders import shipping_admin  # noqa: E402,F401  shipments, scans, the carrier push inbox
 from orders import admin_webhooks  # noqa: E402,F401  (webhook inbox)
 from orders import admin_batches  # noqa: E402,F401  pick batches, pick and packing lists (issue 15)
+
+from orders import admin_exports  # noqa: E402,F401 - Excel exports (导出, 导出记录)

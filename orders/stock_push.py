@@ -501,6 +501,10 @@ def connect_signals() -> None:
     from inventory.models import Warehouse
 
     post_save.connect(_sku_saved, sender=Sku, dispatch_uid="stockpush-sku-saved")
+    from inventory.imports import skus_imported  # an Excel import: one signal for all its SKUs
+
+    skus_imported.connect(lambda sender, sku_ids, **kw: mark_dirty(sku_ids), dispatch_uid="stockpush-skus-imported",
+                          weak=False)
     post_save.connect(_mapping_saved, sender=SkuMapping, dispatch_uid="stockpush-mapping-saved")
     post_save.connect(_warehouse_changed, sender=Warehouse, dispatch_uid="stockpush-warehouse-saved")
     post_delete.connect(_warehouse_changed, sender=Warehouse, dispatch_uid="stockpush-warehouse-deleted")

@@ -60,6 +60,18 @@ SCHEDULES: list[dict] = [
         "schedule_type": Schedule.MINUTES,
         "minutes": 1,
     },
+    {
+        "name": "purge import files",
+        "func": "inventory.imports.purge_import_files",  # uploads older than IMPORT_KEEP_DAYS
+        "schedule_type": Schedule.CRON,
+        "cron": "40 3 * * *",
+    },
+    {
+        "name": "purge export files",
+        "func": "orders.exports.purge_export_files",  # task exports older than EXPORT_KEEP_DAYS
+        "schedule_type": Schedule.CRON,
+        "cron": "50 3 * * *",
+    },
 ]
 
 

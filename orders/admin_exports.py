@@ -1,0 +1,216 @@
+"""Exports in the admin: 导出 on the order list (the current filters and search, scoped and
+masked for the role), the 导出记录 page (stock levels, the ledger for a period) and the
+export log. Imported by one line at the end of `orders/admin.py`.
+
+The order admin registered by `orders/admin.py` is extended, not replaced: its class is
+subclassed with the export URL and re-registered, so its lists, filters and scoping are the
+ones the export reads.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponseBadRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.template.loader import select_template
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from config.admin_tools import admin_actor
+from config.errors import DomainError
+from config.models import ExportLog
+from orders import exports
+from orders.models import Order
+
+FORMATS = (("xlsx", "Excel (.xlsx)"), ("csv", "CSV"))
+
+
+def _format(request) -> str:
+    fmt = request.GET.get("format") or "xlsx"
+    return fmt if fmt in dict(FORMATS) else "xlsx"
+
+
+_BaseOrderAdmin = type(admin.site._registry[Order])
+
+
+class ExportingOrderAdmin(_BaseOrderAdmin):
+    change_list_template = "admin/orders/order/change_list_export.html"
+
+    def get_urls(self):
+        return [
+            path("export/", self.admin_site.admin_view(self.export_view), name="orders_order_export"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        base = _BaseOrderAdmin.change_list_template or select_template([
+            f"admin/{self.opts.app_label}/{self.opts.model_name}/change_list.html",
+            f"admin/{self.opts.app_label}/change_list.html", "admin/change_list.html"]).template.name
+        query = request.GET.copy()
+        for key in ("p", "_changelist_filters"):
+            query.pop(key, None)
+        extra_context = {**(extra_context or {}), "base_change_list": base, "export_query": query.urlencode()}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def export_view(self, request):
+        """The changelist's own filters and search (?status__exact=…&q=…), as a file."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        fmt = _format(request)
+        params = request.GET.copy()
+        params.pop("format", None)
+        request.GET = params
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest(_("筛选条件无效"))
+        actor = admin_actor(request)
+        try:
+            table = exports.order_table(actor=actor, orders=changelist.get_queryset(request),
+                                        filters=exports.order_export_filters(params))
+            return exports.respond(table, actor=actor, fmt=fmt, params=dict(params.items()))
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:orders_order_changelist"))
+
+
+admin.site.unregister(Order)
+admin.site.register(Order, ExportingOrderAdmin)
+
+
+def order_table_from_changelist(*, user, params: dict) -> exports.Table:
+    """For the export task: the same changelist (filters, search, scope) as `user` saw it."""
+    from django.test import RequestFactory
+
+    request = RequestFactory().get(reverse("admin:orders_order_changelist"), params)
+    request.user = user
+    order_admin = admin.site._registry[Order]
+    changelist = order_admin.get_changelist_instance(request)
+    return exports.order_table(actor=admin_actor(request), orders=changelist.get_queryset(request),
+                               filters=exports.order_export_filters(request.GET))
+
+
+class LedgerPeriodForm(forms.Form):
+    start = forms.DateField(label=gettext_lazy("开始日期"))
+    end = forms.DateField(label=gettext_lazy("结束日期"))
+    warehouse = forms.CharField(label=gettext_lazy("仓库编码"), required=False)
+    format = forms.ChoiceField(label=gettext_lazy("格式"), choices=FORMATS, required=False)
+
+
+@admin.register(ExportLog)
+class ExportLogAdmin(admin.ModelAdmin):
+    change_list_template = "admin/core/exportlog/change_list.html"
+    list_display = ("id", "kind", "status_link", "actor_label", "created_at", "includes_pii", "row_count", "file_format",
+                    "filters")
+    list_filter = ("kind", "includes_pii", "file_format", "status")
+    search_fields = ("actor_label",)
+    ordering = ("-created_at", "-id")
+
+    @staticmethod
+    def sees_all(request) -> bool:
+        return request.user.is_superuser or request.user.has_perm("core.view_exportlog")
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff and (
+            self.sees_all(request) or request.user.has_perm("orders.view_order")
+            or request.user.has_perm("inventory.view_stocklevel"))
+
+    def has_view_permission(self, request, obj=None):
+        if not self.has_module_permission(request):
+            return False
+        return obj is None or self.sees_all(request) or obj.user_id == request.user.pk
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs if self.sees_all(request) else qs.filter(user_id=request.user.pk)
+
+    @admin.display(description=gettext_lazy("状态"), ordering="status")
+    def status_link(self, log):
+        if log.user_id != getattr(self, "_viewer", None):  # a task's file is only for who asked for it
+            return log.get_status_display()
+        return format_html('<a href="{}">{}</a>', reverse("admin:core_exportlog_status", args=[log.pk]), log.get_status_display())
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("stock/", view(self.stock_view), name="core_exportlog_stock"),
+            path("ledger/", view(self.ledger_view), name="core_exportlog_ledger"),
+            path("<int:pk>/status/", view(self.status_view), name="core_exportlog_status"),
+            path("<int:pk>/download/", view(self.download_view), name="core_exportlog_download"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        self._viewer = request.user.pk
+        today = timezone.localdate().isoformat()
+        extra_context = {**(extra_context or {}), "ledger_form": LedgerPeriodForm(initial={"start": today, "end": today}),
+                         "formats": FORMATS}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def _log(self, request, pk) -> ExportLog:
+        log = ExportLog.objects.filter(pk=pk).first()
+        # A task's file is for the person who asked for it (it may hold their personal data).
+        if log is None or not (log.user_id == request.user.pk or request.user.is_superuser):
+            raise Http404
+        return log
+
+    def status_view(self, request, pk):
+        log = self._log(request, pk)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "log": log,
+                   "title": _("导出 #%(id)s:%(kind)s") % {"id": log.pk, "kind": log.get_kind_display()},
+                   "refresh": log.status in (ExportLog.Status.QUEUED, ExportLog.Status.RUNNING)}
+        return TemplateResponse(request, "admin/core/exportlog/status.html", context)
+
+    def download_view(self, request, pk):
+        log = self._log(request, pk)
+        if log.status != ExportLog.Status.DONE or not log.file:
+            raise Http404
+        return FileResponse(log.file.open("rb"), as_attachment=True, filename=log.file.name.rsplit("/", 1)[-1],
+                            content_type=exports.XLSX_TYPE)
+
+    def _refused(self, request, message):
+        messages.error(request, message)
+        return HttpResponseRedirect(reverse("admin:core_exportlog_changelist"))
+
+    def stock_view(self, request):
+        actor = admin_actor(request)
+        try:
+            table = exports.stock_level_table(actor=actor, sku=request.GET.get("sku") or None,
+                                              warehouse=request.GET.get("warehouse") or None,
+                                              category=request.GET.get("category") or None)
+            return exports.respond(table, actor=actor, fmt=_format(request), params=table.filters)
+        except DomainError as exc:
+            if exc.http_status == 403:
+                raise PermissionDenied(exc.message) from exc
+            return self._refused(request, exc.message)
+
+    def ledger_view(self, request):
+        form = LedgerPeriodForm(request.GET)
+        if not form.is_valid():
+            return self._refused(request, _("请填写有效的开始和结束日期"))
+        actor = admin_actor(request)
+        data = form.cleaned_data
+        try:
+            table = exports.stock_move_table(actor=actor, start=data["start"], end=data["end"],
+                                             warehouse=data.get("warehouse") or None)
+            return exports.respond(table, actor=actor, fmt=_format(request), params=table.filters)
+        except DomainError as exc:
+            if exc.http_status == 403:
+                raise PermissionDenied(exc.message) from exc
+            return self._refused(request, exc.message)
