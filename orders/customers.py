@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -311,10 +312,16 @@ def customer_merge_undo(*, merge: CustomerMerge, actor: Actor) -> CustomerMerge:
 
 
 # --- many orders at once (orders.ingest's bulk path) -------------------------------------
-def _phone_of(data: NormalizedOrder) -> str:
+@lru_cache(maxsize=16384)
+def _normalized_phone(raw: str, region: str) -> str:
     from orders.services import normalize_phone
 
-    return normalize_phone(data.buyer_phone or data.receiver_phone, data.country or "CN")
+    return normalize_phone(raw, region)
+
+
+def _phone_of(data: NormalizedOrder) -> str:
+    """`match_customer`'s phone of the order (cached: a batch asks several times, buyers repeat)."""
+    return _normalized_phone(data.buyer_phone or data.receiver_phone or "", data.country or "CN")
 
 
 def _known_many(platform: str, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:

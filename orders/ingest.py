@@ -616,14 +616,21 @@ def _ingest_batch(shop: Shop, items: list[tuple[int, NormalizedOrder]], actor: A
             _one(shop, position, data, actor, report, to_allocate)
         return
     pids = {d.platform_order_id for _p, d in items if d.platform_order_id}
-    stored = set(Order.objects.filter(shop=shop, platform_order_id__in=pids).values_list("platform_order_id", flat=True))
+    stored = {pid: (digest, at) for pid, digest, at in Order.objects.filter(shop=shop, platform_order_id__in=pids)
+              .values_list("platform_order_id", "platform_hash", "platform_updated_at")}
     seen: set[str] = set()
     new: list[_New] = []
     rest: list[tuple[int, NormalizedOrder]] = []
     for position, data in items:
         pid = data.platform_order_id
-        first = bool(pid) and pid not in stored and pid not in seen
+        first = bool(pid) and pid not in seen
         seen.add(pid)
+        if first and pid in stored:
+            if _unchanged(data, *stored[pid]):
+                report.unchanged += 1  # what `_update` decides first, without a transaction
+            else:
+                rest.append((position, data))
+            continue
         built = _build(shop, position, data) if first and not data.cancelled and not data.shipped else None
         if built is None:
             rest.append((position, data))  # stored, repeated, cancelled/shipped, or invalid: one by one
@@ -647,6 +654,14 @@ def _ingest_batch(shop: Shop, items: list[tuple[int, NormalizedOrder]], actor: A
         rest.extend((n.position, n.data) for n in new)
     for position, data in sorted(rest, key=lambda item: item[0]):
         _one(shop, position, data, actor, report, to_allocate)
+
+
+def _unchanged(data: NormalizedOrder, digest: str, stored_at: datetime | None) -> bool:
+    """`_update`'s first two checks: the same version, or an older one."""
+    if digest == fingerprint(data):
+        return True
+    incoming_at = data.platform_updated_at
+    return stored_at is not None and incoming_at is not None and incoming_at < stored_at
 
 
 def _build(shop: Shop, position: int, data: NormalizedOrder) -> _New | None:

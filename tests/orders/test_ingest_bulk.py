@@ -264,3 +264,11 @@ def test_two_bulk_ingests_of_overlapping_batches_at_once():
     assert sorted(Customer.objects.values_list("phone", flat=True)) == sorted(f"+86139{i:08d}" for i in range(13))
     assert OrderEvent.objects.filter(order__shop=shop, kind=EventKind.CREATED).count() == 90
     assert Reservation.objects.filter(order_line__order__shop=shop).count() == 270
+
+
+def test_an_older_version_in_a_batch_is_unchanged(world):
+    shop = world
+    run(shop, [sbx(40, version=3, detail="新地址 1 号"), sbx(41)], bulk=True)
+    summary, failures, n, _errors = run(shop, [sbx(40, version=2, detail="旧地址"), sbx(42)], bulk=True)
+    assert (summary, failures, n) == ("created=1 updated=0 unchanged=1 failed=0", [], 1)
+    assert Order.objects.get(platform_order_id="SBX000040").address.startswith("新地址")
