@@ -23,6 +23,7 @@ platform they buy on, and `multi_platform` once there are several.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -390,12 +391,13 @@ def match_customers_bulk(*, platform: str, orders: list[NormalizedOrder]) -> lis
             [CustomerIdentity(customer=c, platform=p, kind=k, value=v) for (p, k, v), c in sorted(identities.items())],
             ignore_conflicts=True)
 
-    retagged: dict[int, Customer] = {}
+    # One UPDATE per distinct new tag list (usually one: bulk_update's CASE per row is slow).
+    retagged: dict[str, tuple[list, list[int]]] = {}
     for customer in {c.pk: c for c in result if c is not None}.values():
         tags = _with_platform(customer.tags, platform)
         if tags != customer.tags:
             customer.tags = tags
-            retagged[customer.pk] = customer
-    if retagged:
-        Customer.objects.bulk_update(sorted(retagged.values(), key=lambda c: c.pk), ["tags"])
+            retagged.setdefault(json.dumps(tags, ensure_ascii=False), (tags, []))[1].append(customer.pk)
+    for tags, ids in retagged.values():
+        Customer.objects.filter(pk__in=sorted(ids)).update(tags=tags)
     return result
