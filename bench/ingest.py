@@ -12,7 +12,8 @@ mapped SKUs in stock in three warehouses under two routing rules) and runs them 
 shop's adapter normalizes each payload, the upsert stores it, the customer is matched (or
 created) by phone and buyer id, and the paid orders are allocated (`order_allocate_bulk`).
 
-Phases (each on payloads of its own, so each one creates every order it sees):
+A warm-up of `--warmup-orders` orders and an ANALYZE come first (untimed), so the planner
+knows the order tables are not empty. Phases (each on payloads of its own, so each one creates every order it sees):
 - **per order**: `ingest_payloads(bulk=False)`, every payload through `upsert_order` in its own
   transaction (the path before the bulk one), on `--per-order-orders` payloads;
 - **bulk**: `ingest_payloads()` (the default), on `--orders` payloads: all in one call with
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orders", type=int, default=20_000, help="payloads of the bulk phase")
     parser.add_argument("--per-order-orders", type=int, default=1_000, help="payloads of the per-order phase (0: skip)")
     parser.add_argument("--heap-orders", type=int, default=500, help="payloads of the traced heap sample (0: skip)")
+    parser.add_argument("--warmup-orders", type=int, default=1_000, help="orders ingested before the timed phases")
     parser.add_argument("--page", type=int, default=0, help="payloads per ingest_payloads call (0: all in one)")
     parser.add_argument("--repeat-share", type=float, default=0.3, help="share of orders from a buyer seen before")
     parser.add_argument("--skus", type=int, default=300)
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     call_command("migrate", verbosity=0, interactive=False)
     wipe()
 
-    total = args.orders + args.per_order_orders + args.heap_orders * 2
+    total = args.orders + args.per_order_orders + args.heap_orders * 2 + args.warmup_orders
     shop = build_world(args.skus, demand=total * LINES * 3 // args.skus + 10)
     sets = {}
     first = 0
@@ -209,8 +211,22 @@ def main(argv: list[str] | None = None) -> int:
             sets[prefix] = make_payloads(prefix, count, skus=args.skus, repeat_share=args.repeat_share,
                                          seed=args.seed, first_buyer=first)
             first += sets[prefix][1]  # buyers of one set never reappear in another
+    # A warm-up (not timed) so the planner has statistics of non-empty order tables, as any
+    # live database has: PostgreSQL caches the foreign-key checks' plans per connection, and a
+    # plan made on empty tables scans them in full on every check (with autovacuum off, as on
+    # some test servers, nothing ever replans it).
+    warm, _n = make_payloads("W", args.warmup_orders, skus=args.skus, repeat_share=args.repeat_share,
+                             seed=args.seed, first_buyer=first)
+    if warm:
+        from orders.ingest import ingest_payloads, platform_actor
+
+        ingest_payloads(shop=shop, payloads=warm, actor=platform_actor(shop))
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
+        cursor.execute("SHOW autovacuum")
+        autovacuum = cursor.fetchone()[0]
+    connection.close()  # new session: no plan cached from the empty tables
+    print(f"warm-up: {len(warm)} orders ingested and ANALYZE (autovacuum {autovacuum})", flush=True)
     print(f"setup: {args.skus} SKUs × 3 warehouses, {LINES} lines per order, "
           f"{args.repeat_share:.0%} repeat buyers; maxrss {maxrss_mb():.0f} MiB", flush=True)
 
