@@ -18,8 +18,10 @@
   reason (`order_create` → `order_pay` does that);
 - the customer is matched across platforms (`orders.customers.match_customer`).
 
-`ingest_payloads` normalizes raw payloads with the shop's adapter, upserts each in its own
-transaction (a bad payload is a failure with its position, its neighbours are stored), then
+`ingest_payloads` normalizes raw payloads with the shop's adapter and stores them (a bad
+payload is a failure with its position, its neighbours are stored): the batch's new orders
+in bulk (`_ingest_batch`: same rows and events as `upsert_order`, one transaction per
+`BULK_BATCH`), the others through `upsert_order`, each in its own transaction; then it
 allocates the paid orders through the batched allocation service. Every change is an event
 on the order's timeline under the actor given (`platform_actor(shop)` for platform traffic).
 """
