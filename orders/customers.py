@@ -23,9 +23,11 @@ platform they buy on, and `multi_platform` once there are several.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -308,3 +310,94 @@ def customer_merge_undo(*, merge: CustomerMerge, actor: Actor) -> CustomerMerge:
     merge.undone_by_label = actor.label
     merge.save(update_fields=["undone_at", "undone_by", "undone_by_label"])
     return merge
+
+
+# --- many orders at once (orders.ingest's bulk path) -------------------------------------
+@lru_cache(maxsize=16384)
+def _normalized_phone(raw: str, region: str) -> str:
+    from orders.services import normalize_phone
+
+    return normalize_phone(raw, region)
+
+
+def _phone_of(data: NormalizedOrder) -> str:
+    """`match_customer`'s phone of the order (cached: a batch asks several times, buyers repeat)."""
+    return _normalized_phone(data.buyer_phone or data.receiver_phone or "", data.country or "CN")
+
+
+def _known_many(platform: str, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """The stored identities among `keys` (all of `platform`), each with its customer's
+    phone ('' for a phone-less customer), in one query."""
+    if not keys:
+        return {}
+    rows = CustomerIdentity.objects.filter(platform=platform, value__in={v for _p, _k, v in keys}) \
+        .values_list("platform", "kind", "value", "customer__phone")
+    return {(p, k, v): phone for p, k, v, phone in rows if (p, k, v) in keys}
+
+
+def bulk_matchable(*, platform: str, orders: list[NormalizedOrder]) -> list[bool]:
+    """For each order, whether `match_customers_bulk` decides its customer exactly as
+    `match_customer` would, whatever the order of the batch: a clear phone, and none of its
+    identities known as a phone-less customer's (that one would take the phone or be merged);
+    or no phone, no identity and no masked phone at all (no customer). Orders sharing a phone
+    or an identity with one that is not matchable are not either: the per-order path
+    handles them all, in order."""
+    phones = [_phone_of(d) for d in orders]
+    keys = [identity_keys(platform, d) for d in orders]
+    known = _known_many(platform, {k for ks in keys for k in ks})
+    ok = []
+    for data, phone, ks in zip(orders, phones, keys):
+        if phone:
+            ok.append(all(known.get(k, "x") != "" for k in ks))
+        else:
+            ok.append(not ks and not masked_phones(data))
+    changed = True
+    while changed:
+        changed = False
+        bad_phones = {p for p, fine in zip(phones, ok) if p and not fine}
+        bad_keys = {k for ks, fine in zip(keys, ok) if not fine for k in ks}
+        for i, (phone, ks) in enumerate(zip(phones, keys)):
+            if ok[i] and ((phone and phone in bad_phones) or any(k in bad_keys for k in ks)):
+                ok[i], changed = False, True
+    return ok
+
+
+def match_customers_bulk(*, platform: str, orders: list[NormalizedOrder]) -> list[Customer | None]:
+    """The customers of orders `bulk_matchable` accepted, in a few queries: the customer of
+    each phone (created on first sight, named after its first order; race-safe: the phone
+    is unique, so `bulk_create(ignore_conflicts=True)` and a re-read give every concurrent
+    batch the same row), their new identities (the first order naming one wins, a concurrent
+    insert too) and their platform tags. Call inside the batch's transaction."""
+    phones = [_phone_of(d) for d in orders]
+    names: dict[str, str] = {}
+    for data, phone in zip(orders, phones):
+        if phone and phone not in names:
+            names[phone] = (data.buyer_name or data.receiver_name or "")[:100]
+    by_phone = {c.phone: c for c in Customer.objects.filter(phone__in=list(names))}
+    missing = sorted(p for p in names if p not in by_phone)  # sorted: concurrent batches insert in one order
+    if missing:
+        Customer.objects.bulk_create([Customer(phone=p, name=names[p]) for p in missing], ignore_conflicts=True)
+        by_phone.update({c.phone: c for c in Customer.objects.filter(phone__in=missing)})
+    result = [by_phone[p] if p else None for p in phones]
+
+    identities: dict[tuple[str, str, str], Customer] = {}
+    for data, customer in zip(orders, result):
+        if customer is not None:
+            for key in identity_keys(platform, data):
+                identities.setdefault(key, customer)
+    # Known ones stay with their customer (`_attach` skips them); ignore_conflicts does too.
+    if identities:
+        CustomerIdentity.objects.bulk_create(
+            [CustomerIdentity(customer=c, platform=p, kind=k, value=v) for (p, k, v), c in sorted(identities.items())],
+            ignore_conflicts=True)
+
+    # One UPDATE per distinct new tag list (usually one: bulk_update's CASE per row is slow).
+    retagged: dict[str, tuple[list, list[int]]] = {}
+    for customer in {c.pk: c for c in result if c is not None}.values():
+        tags = _with_platform(customer.tags, platform)
+        if tags != customer.tags:
+            customer.tags = tags
+            retagged.setdefault(json.dumps(tags, ensure_ascii=False), (tags, []))[1].append(customer.pk)
+    for tags, ids in retagged.values():
+        Customer.objects.filter(pk__in=sorted(ids)).update(tags=tags)
+    return result

@@ -47,13 +47,42 @@ def _hold_label(reason: str) -> str:
 
 
 # --- one function per kind --------------------------------------------------------------------
+def created_message(order: Order) -> str:
+    return f"订单创建({order.shop.name} {order.platform_order_id})"
+
+
 def order_created(*, order: Order, actor: Actor, at: datetime | None = None) -> OrderEvent:
-    return _record(order=order, kind=K.CREATED, actor=actor, at=at,
-                   message=f"订单创建({order.shop.name} {order.platform_order_id})")
+    return _record(order=order, kind=K.CREATED, actor=actor, at=at, message=created_message(order))
 
 
 def order_paid(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
     return _record(order=order, kind=K.PAID, actor=actor, from_status=from_status, at=at, message="已付款")
+
+
+# The same rows unsaved, for bulk paths (`orders.ingest`): build them as the order's
+# in-memory status moves, then `OrderEvent.objects.bulk_create`.
+def created_fields(*, order: Order, actor: Actor, at: datetime | None = None) -> dict:
+    return event_fields(order=order, kind=K.CREATED, actor=actor, at=at, message=created_message(order))
+
+
+def paid_fields(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> dict:
+    return event_fields(order=order, kind=K.PAID, actor=actor, from_status=from_status, at=at, message="已付款")
+
+
+def held_fields(*, order: Order, from_status: str, actor: Actor, reason: str, note: str = "",
+                at: datetime | None = None) -> dict:
+    return event_fields(order=order, kind=K.HELD, actor=actor, from_status=from_status, at=at,
+                        message=held_message(reason, note), data={"reason": reason})
+
+
+def refund_requested_fields(*, order: Order, actor: Actor, platform_status: str = "",
+                            at: datetime | None = None) -> dict:
+    return event_fields(order=order, kind=K.REFUND_REQUESTED, actor=actor, at=at, to_status="",
+                        message=refund_requested_message(platform_status), data={"platform_status": platform_status})
+
+
+def refund_requested_message(platform_status: str = "") -> str:
+    return "买家在平台申请退款/退货" + (f"({platform_status})" if platform_status else "")
 
 
 def allocated_message(warehouse_names: list[str]) -> str:
@@ -187,8 +216,7 @@ def platform_cancelled(*, order: Order, actor: Actor, platform_status: str, at: 
 
 def refund_requested(*, order: Order, actor: Actor, platform_status: str = "", at: datetime | None = None) -> OrderEvent:
     return _record(order=order, kind=K.REFUND_REQUESTED, actor=actor, at=at, to_status="",
-                   message="买家在平台申请退款/退货" + (f"({platform_status})" if platform_status else ""),
-                   data={"platform_status": platform_status})
+                   message=refund_requested_message(platform_status), data={"platform_status": platform_status})
 
 
 def refund_closed(*, order: Order, actor: Actor, at: datetime | None = None) -> OrderEvent:

@@ -18,8 +18,10 @@
   reason (`order_create` → `order_pay` does that);
 - the customer is matched across platforms (`orders.customers.match_customer`).
 
-`ingest_payloads` normalizes raw payloads with the shop's adapter, upserts each in its own
-transaction (a bad payload is a failure with its position, its neighbours are stored), then
+`ingest_payloads` normalizes raw payloads with the shop's adapter and stores them (a bad
+payload is a failure with its position, its neighbours are stored): the batch's new orders
+in bulk (`_ingest_batch`: same rows and events as `upsert_order`, one transaction per
+`BULK_BATCH`), the others through `upsert_order`, each in its own transaction; then it
 allocates the paid orders through the batched allocation service. Every change is an event
 on the order's timeline under the actor given (`platform_actor(shop)` for platform traffic).
 """
@@ -31,7 +33,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field, fields, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Iterable
 
@@ -43,9 +45,10 @@ from config.errors import DomainError, ErrorCode, InvalidInput, NotPermitted
 from inventory import services as inventory
 from inventory.models import Reservation
 from orders import customers, events, services
-from orders.models import HoldReason, Order, OrderLine, OrderStatus, Shop
+from orders.models import HoldReason, Order, OrderEvent, OrderLine, OrderStatus, Shop, new_order_numbers
 from orders.platforms.base import NormalizedLine, NormalizedOrder, PlatformError
 from orders.platforms.parsing import ParseError
+
 
 logger = logging.getLogger(__name__)
 
@@ -530,35 +533,248 @@ def _raise_envelope(adapter, payload: dict) -> None:
                             str(first.get("message", "")) + (f" ({first['details']})" if first.get("details") else ""))
 
 
-def ingest_payloads(*, shop: Shop, payloads: Iterable[dict], actor: Actor, adapter=None) -> IngestReport:
-    """Normalize and upsert each raw payload in its own transaction, then allocate the paid
-    orders in batches. Failures are (1-based position, reason); they never stop the rest."""
+def _one(shop: Shop, position: int, data: NormalizedOrder, actor: Actor, report: IngestReport,
+         to_allocate: list[int]) -> None:
+    """The per-order path for one normalized payload (its own transaction)."""
+    try:
+        result = upsert_order(shop=shop, data=data, actor=actor, allocate=False)
+    except Exception as exc:  # noqa: BLE001 — one bad payload never loses its neighbours
+        _fail(shop, position, exc, report)
+        return
+    _count(result, report, to_allocate)
+
+
+def _fail(shop: Shop, position: int, exc: Exception, report: IngestReport) -> None:
+    if not isinstance(exc, (DomainError, PlatformError, ValueError, KeyError, TypeError)):
+        logger.error("ingest %s: payload %d failed", shop.code, position, exc_info=exc)
+    report.failed += 1
+    report.failures.append((position, _reason(exc)))
+
+
+def _count(result: UpsertResult, report: IngestReport, to_allocate: list[int]) -> None:
+    setattr(report, result.outcome, getattr(report, result.outcome) + 1)
+    if result.outcome != UNCHANGED:
+        report.order_ids.append(result.order.pk)
+    if result.allocate:
+        to_allocate.append(result.order.pk)
+
+
+def ingest_payloads(*, shop: Shop, payloads: Iterable[dict], actor: Actor, adapter=None,
+                    bulk: bool = True) -> IngestReport:
+    """Normalize and upsert the raw payloads, then allocate the paid orders in batches.
+    Failures are (1-based position, reason); they never stop the rest.
+
+    With `bulk` (the default), payloads are taken `BULK_BATCH` at a time: orders not stored
+    yet are written together (`_bulk_create`, one transaction per batch), the others go
+    through `upsert_order` one by one (each its own transaction). Same rows, events and
+    hold reasons as `bulk=False`, which runs every payload through `upsert_order`."""
     from orders.platforms.registry import adapter_for
 
     adapter = adapter or adapter_for(shop)
     report = IngestReport()
     to_allocate: list[int] = []
+    pending: list[tuple[int, NormalizedOrder]] = []
     for position, payload in enumerate(payloads, start=1):
         try:
             if not isinstance(payload, dict):
                 raise InvalidInput(f"不是订单对象({type(payload).__name__})")
             _raise_envelope(adapter, payload)
             data = adapter.normalize(payload)
-            result = upsert_order(shop=shop, data=data, actor=actor, allocate=False)
-        except Exception as exc:  # noqa: BLE001 — one bad payload never loses its neighbours
-            if not isinstance(exc, (DomainError, PlatformError, ValueError, KeyError, TypeError)):
-                logger.exception("ingest %s: payload %d failed", shop.code, position)
-            report.failed += 1
-            report.failures.append((position, _reason(exc)))
+        except Exception as exc:  # noqa: BLE001
+            _fail(shop, position, exc, report)
             continue
-        setattr(report, result.outcome, getattr(report, result.outcome) + 1)
-        if result.outcome != UNCHANGED:
-            report.order_ids.append(result.order.pk)
-        if result.allocate:
-            to_allocate.append(result.order.pk)
+        if not bulk:
+            _one(shop, position, data, actor, report, to_allocate)
+            continue
+        pending.append((position, data))
+        if len(pending) >= BULK_BATCH:
+            _ingest_batch(shop, pending, actor, report, to_allocate)
+            pending = []
+    if pending:
+        _ingest_batch(shop, pending, actor, report, to_allocate)
+    report.failures.sort(key=lambda f: f[0])
     if to_allocate:
         report.allocation_errors = allocate_orders(to_allocate, actor=actor)
     return report
+
+
+# --- the bulk path ------------------------------------------------------------------------
+BULK_BATCH = 500  # orders per bulk transaction
+
+
+@dataclass
+class _New:
+    """A new order validated and built in memory (no database yet)."""
+
+    position: int
+    data: NormalizedOrder
+    order: Order
+    lines: list[OrderLine]
+
+
+def _ingest_batch(shop: Shop, items: list[tuple[int, NormalizedOrder]], actor: Actor, report: IngestReport,
+                  to_allocate: list[int]) -> None:
+    """New orders of the batch in bulk, the rest one by one (after them, in position order).
+    A bulk write that fails rolls back and its orders go one by one as well."""
+    if len(items) < 2 or not (actor.can("orders.add_order") and actor.can(services.transition_permission("pay"))):
+        for position, data in items:
+            _one(shop, position, data, actor, report, to_allocate)
+        return
+    pids = {d.platform_order_id for _p, d in items if d.platform_order_id}
+    stored = {pid: (digest, at) for pid, digest, at in Order.objects.filter(shop=shop, platform_order_id__in=pids)
+              .values_list("platform_order_id", "platform_hash", "platform_updated_at")}
+    seen: set[str] = set()
+    new: list[_New] = []
+    rest: list[tuple[int, NormalizedOrder]] = []
+    for position, data in items:
+        pid = data.platform_order_id
+        first = bool(pid) and pid not in seen
+        seen.add(pid)
+        if first and pid in stored:
+            if _unchanged(data, *stored[pid]):
+                report.unchanged += 1  # what `_update` decides first, without a transaction
+            else:
+                rest.append((position, data))
+            continue
+        built = _build(shop, position, data) if first and not data.cancelled and not data.shipped else None
+        if built is None:
+            rest.append((position, data))  # stored, repeated, cancelled/shipped, or invalid: one by one
+        else:
+            new.append(built)
+    if new:
+        fits = customers.bulk_matchable(platform=shop.platform, orders=[n.data for n in new])
+        rest.extend((n.position, n.data) for n, ok in zip(new, fits) if not ok)
+        new = [n for n, ok in zip(new, fits) if ok]
+    if len(new) >= 2:
+        try:
+            with transaction.atomic():
+                _bulk_create(shop, new, actor)
+        except Exception as exc:  # noqa: BLE001 — e.g. a concurrent batch stored some of them first
+            logger.warning("ingest %s: bulk write of %d orders failed (%s); one by one", shop.code, len(new), exc)
+            rest.extend((n.position, n.data) for n in new)
+        else:
+            for n in new:
+                _count(UpsertResult(CREATED, n.order, allocate=_wants_allocation(n.order)), report, to_allocate)
+    else:
+        rest.extend((n.position, n.data) for n in new)
+    for position, data in sorted(rest, key=lambda item: item[0]):
+        _one(shop, position, data, actor, report, to_allocate)
+
+
+def _unchanged(data: NormalizedOrder, digest: str, stored_at: datetime | None) -> bool:
+    """`_update`'s first two checks: the same version, or an older one."""
+    if digest == fingerprint(data):
+        return True
+    incoming_at = data.platform_updated_at
+    return stored_at is not None and incoming_at is not None and incoming_at < stored_at
+
+
+def _build(shop: Shop, position: int, data: NormalizedOrder) -> _New | None:
+    """The order and its lines as `order_create` + `_create` would store them, unsaved (no
+    number, customer or SKU yet); None when the per-order path must decide (it then fails
+    with the reason, or handles what the bulk path does not)."""
+    try:
+        _check_lines(data)
+        placed_at = data.placed_at or timezone.now()
+        order = Order(
+            number="",  # given in `_bulk_create` (the default would take a serial per order now)
+            shop=shop, platform_order_id=data.platform_order_id,
+            platform_status=data.platform_status, currency=data.currency or shop.currency,
+            goods_amount=services._money(data.goods_amount, "商品金额"),
+            discount_amount=services._money(data.discount_amount, "优惠金额"),
+            shipping_fee=services._money(data.shipping_fee, "运费"), paid_amount=services._money(data.paid_amount, "实付金额"),
+            receiver_name=data.receiver_name, receiver_phone=data.receiver_phone, country=data.country or "CN",
+            province=data.province, city=data.city, district=data.district, address=data.address,
+            postcode=data.postcode, is_presale=data.is_presale, promised_ship_at=data.promised_ship_at,
+            source_detail=data.source_detail, coupon_codes=list(data.coupon_codes), member_level=data.member_level,
+            is_vip=data.is_vip, buyer_note=data.buyer_note, seller_note="", platform_memo=data.seller_note,
+            invoice_title=data.invoice_title, invoice_tax_number=data.invoice_tax_number, tags=list(data.tags),
+            placed_at=placed_at, platform_updated_at=data.platform_updated_at, raw=data.raw,
+            platform_hash=fingerprint(data), refund_requested=bool(data.refund_requested),
+        )
+        lines = [OrderLine(order=order, platform_sku_id=line.platform_sku_id, title=line.title[:255],
+                           quantity=line.quantity, unit_price=services._money(line.unit_price, "单价"),
+                           discount_amount=services._money(line.discount_amount, "行优惠"), is_gift=line.is_gift,
+                           platform_line_id=key)
+                 for line, key in zip(data.lines, line_keys(data.lines))]
+        for row in [order, *lines]:
+            _check_lengths(row)
+    except Exception:  # noqa: BLE001 — the per-order path reports it with its own words
+        return None
+    return _New(position, data, order, lines)
+
+
+def _check_lengths(row) -> None:
+    """Text longer than its column would fail the whole bulk INSERT on PostgreSQL."""
+    for f in row._meta.concrete_fields:
+        value = getattr(row, f.attname, None)
+        if isinstance(value, str) and f.max_length and len(value) > f.max_length:
+            raise InvalidInput(f"{f.name} too long")
+
+
+def _resolve_skus(shop: Shop, lines: list[NormalizedLine]) -> dict[tuple[str, str], object]:
+    """`services._resolve_sku` for many lines in two queries: (platform SKU id, SKU code) → SKU or None."""
+    from inventory.models import Sku, SkuMapping
+
+    ids = {line.platform_sku_id for line in lines if line.platform_sku_id}
+    mapped: dict[str, object] = {}
+    for mapping in SkuMapping.objects.filter(shop=shop, platform_sku_id__in=ids).select_related("sku").order_by("pk"):
+        mapped.setdefault(mapping.platform_sku_id, mapping.sku)
+    codes = {line.sku_code for line in lines if line.sku_code and line.platform_sku_id not in mapped}
+    by_code = {sku.code: sku for sku in Sku.objects.filter(code__in=codes)} if codes else {}
+    out = {}
+    for line in lines:
+        key = (line.platform_sku_id, line.sku_code)
+        if line.platform_sku_id and line.platform_sku_id in mapped:
+            out[key] = mapped[line.platform_sku_id]
+        else:
+            out[key] = by_code.get(line.sku_code) if line.sku_code else None
+    return out
+
+
+def _bulk_create(shop: Shop, new: list[_New], actor: Actor) -> None:
+    """Write validated new orders as `order_create` → `order_pay` (→ data hold) and `_create`
+    would, in a few statements: customers, numbers, orders, lines, events. The FSM
+    transitions run in memory on each order (as `order_allocate_bulk` does)."""
+    now = timezone.now()
+    matched = customers.match_customers_bulk(platform=shop.platform, orders=[n.data for n in new])
+    skus = _resolve_skus(shop, [line for n in new for line in n.data.lines])
+    numbers = new_order_numbers(zone=shop.time_zone, at=[n.order.placed_at for n in new], count=len(new))
+    rows: list[OrderEvent] = []
+    notices: list[tuple[Order, str, str]] = []
+    for n, customer, number in zip(new, matched, numbers):
+        order, data = n.order, n.data
+        order.number, order.customer = number, customer
+        for line, source in zip(n.lines, data.lines):
+            line.sku = skus[(source.platform_sku_id, source.sku_code)]
+        rows.append(OrderEvent(**events.created_fields(order=order, actor=actor, at=order.placed_at)))
+        if data.paid:
+            at = data.paid_at or now
+            from_status = order.status
+            order.paid_at = at
+            if order.promised_ship_at is None and not order.is_presale:
+                order.promised_ship_at = at + timedelta(hours=shop.ship_within_hours)
+            order.pay()
+            rows.append(OrderEvent(**events.paid_fields(order=order, from_status=from_status, actor=actor, at=at)))
+            notices.append((order, order.status, ""))
+            unmapped = [line.platform_sku_id for line in n.lines if line.sku is None][:5]
+            hold = ((HoldReason.NO_LINES, "订单没有商品行") if not n.lines else
+                    (HoldReason.SKU_UNMAPPED, f"未映射的平台 SKU: {', '.join(unmapped)}") if unmapped else None)
+            if hold:
+                from_status = order.status
+                order.hold()
+                order.hold_reason, order.hold_note = hold[0], hold[1][:255]
+                rows.append(OrderEvent(**events.held_fields(order=order, from_status=from_status, actor=actor,
+                                                            reason=hold[0], note=hold[1], at=at)))
+                notices.append((order, "held", str(HoldReason(hold[0]).label)))
+        if data.refund_requested:
+            rows.append(OrderEvent(**events.refund_requested_fields(order=order, actor=actor,
+                                                                     platform_status=data.platform_status)))
+    Order.objects.bulk_create([n.order for n in new])
+    OrderLine.objects.bulk_create([line for n in new for line in n.lines])
+    OrderEvent.objects.bulk_create(rows)
+    for order, kind, message in notices:
+        services._after_commit(order, kind, message)
 
 
 # --- documents ----------------------------------------------------------------------------

@@ -136,6 +136,26 @@ def new_order_number(*, zone: str | None = None, at=None) -> str:
     return f"OH{local:%y%m%d}{serial:08d}"
 
 
+def new_order_numbers(*, zone: str | None = None, at=None, count: int) -> list[str]:
+    """`count` order numbers at once (bulk ingestion), each as `new_order_number` makes it:
+    one `OrderNumberSequence` insert for the block, so they are collision-free with every
+    other number. `at` is one time for all, or a list of `count` times (each number takes
+    its own date in the shop's zone)."""
+    if count <= 0:
+        return []
+    zone = ZoneInfo(zone or settings.ORDERHUB.get("DEFAULT_TIME_ZONE", "Asia/Shanghai"))
+    times = list(at) if isinstance(at, (list, tuple)) else [at] * count
+    if len(times) != count:
+        raise ValueError("new_order_numbers: one time per number")
+    rows = OrderNumberSequence.objects.bulk_create([OrderNumberSequence() for _ in range(count)])
+    serials = [row.pk for row in rows]
+    if None in serials:  # a backend that does not return ids
+        serials = [OrderNumberSequence.objects.create().pk for _ in range(count)]
+    serials.sort()
+    now = timezone.now()
+    return [f"OH{timezone.localtime(t or now, zone):%y%m%d}{serial:08d}" for t, serial in zip(times, serials)]
+
+
 class Order(ConcurrentTransitionMixin, models.Model):
     # See config.pii. The normalized phone is personal data too: masked roles never look it up.
     PII_FIELDS = frozenset({"receiver_name", "receiver_phone", "receiver_phone_normalized", "address", "raw"})
