@@ -132,3 +132,27 @@ def planner_rows(queryset) -> int:
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
+
+
+class OwnRecordsAdminMixin:
+    """A read-only history where each person sees their own rows (an import's or an export's
+    owner) and `sees_all(request)` people see everyone's. Subclasses define `sees_all` and
+    `has_module_permission`."""
+
+    def has_view_permission(self, request, obj=None):
+        if not self.has_module_permission(request):
+            return False
+        return obj is None or self.sees_all(request) or obj.user_id == request.user.pk
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        return qs if self.sees_all(request) else qs.filter(user_id=request.user.pk)

@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from config.actors import Actor, Source
+from config.admin_tools import OwnRecordsAdminMixin
 from config.errors import DomainError
 from config.models import ImportJob
 from inventory import imports
@@ -40,7 +41,7 @@ class UploadForm(forms.Form):
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(admin.ModelAdmin):
+class ImportJobAdmin(OwnRecordsAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/core/importjob/change_list.html"
     list_display = ("id", "kind", "status_link", "file_name", "actor_label", "total_rows", "created_count",
                     "updated_count", "unchanged_count", "error_count", "created_at", "finished_at")
@@ -57,24 +58,6 @@ class ImportJobAdmin(admin.ModelAdmin):
     def has_module_permission(self, request):
         return request.user.is_active and request.user.is_staff and (
             self.sees_all(request) or bool(imports.kinds_for(import_actor(request))))
-
-    def has_view_permission(self, request, obj=None):
-        if not self.has_module_permission(request):
-            return False
-        return obj is None or self.sees_all(request) or obj.user_id == request.user.pk
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        return qs if self.sees_all(request) else qs.filter(user_id=request.user.pk)
 
     @admin.display(description=gettext_lazy("状态"), ordering="status")
     def status_link(self, job):

@@ -23,7 +23,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from config.admin_tools import admin_actor
+from config.admin_tools import OwnRecordsAdminMixin, admin_actor
 from config.errors import DomainError
 from config.models import ExportLog
 from orders import exports
@@ -105,7 +105,7 @@ class LedgerPeriodForm(forms.Form):
 
 
 @admin.register(ExportLog)
-class ExportLogAdmin(admin.ModelAdmin):
+class ExportLogAdmin(OwnRecordsAdminMixin, admin.ModelAdmin):
     change_list_template = "admin/core/exportlog/change_list.html"
     list_display = ("id", "kind", "status_link", "actor_label", "created_at", "includes_pii", "row_count", "file_format",
                     "filters")
@@ -121,24 +121,6 @@ class ExportLogAdmin(admin.ModelAdmin):
         return request.user.is_active and request.user.is_staff and (
             self.sees_all(request) or request.user.has_perm("orders.view_order")
             or request.user.has_perm("inventory.view_stocklevel"))
-
-    def has_view_permission(self, request, obj=None):
-        if not self.has_module_permission(request):
-            return False
-        return obj is None or self.sees_all(request) or obj.user_id == request.user.pk
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        return qs if self.sees_all(request) else qs.filter(user_id=request.user.pk)
 
     @admin.display(description=gettext_lazy("状态"), ordering="status")
     def status_link(self, log):
