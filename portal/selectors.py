@@ -61,15 +61,6 @@ def local(dt: datetime | None) -> datetime | None:
     return timezone.localtime(dt, ZoneInfo(settings.PORTAL_TIME_ZONE)) if dt else None
 
 
-def receiver_spellings(phone: str) -> list[str]:
-    """How a receiver phone may be stored (platforms send it as typed): E.164, national, 86…"""
-    spellings = {phone}
-    if phone.startswith("+86"):
-        national = phone[3:]
-        spellings |= {national, f"86{national}", f"+86 {national}", f"0086{national}"}
-    return sorted(spellings)
-
-
 def order_token(*, phone: str, order_id: int) -> str:
     digest = salted_hmac("portal.order-token", f"{phone}|{order_id}", algorithm="sha256").digest()
     return base64.urlsafe_b64encode(digest[:18]).decode()
@@ -78,7 +69,9 @@ def order_token(*, phone: str, order_id: int) -> str:
 def visible_orders(*, phone: str) -> QuerySet[Order]:
     """Every order this phone may see (as buyer or as receiver), newest first."""
     customer_ids = list(Customer.objects.filter(phone=phone).values_list("pk", flat=True)[:1])
-    condition = Q(receiver_phone__in=receiver_spellings(phone))
+    # The receiver phone is matched on its normalized, indexed copy (any spelling the
+    # platform sent: 13800138000, +86 138-0013-8000, 0086…).
+    condition = Q(receiver_phone_normalized=phone)
     if customer_ids:
         condition |= Q(customer_id=customer_ids[0])
     return Order.objects.filter(condition).order_by("-placed_at", "-id")
