@@ -126,7 +126,8 @@ def build(url: str, args) -> None:
                 row = dict(defaults)
                 row.update(id=i, number=f"OHB{i:011d}", shop_id=1 + i % len(PLATFORMS), platform_order_id=f"B{i}",
                            customer_id=customer, status=status, goods_amount=amount, paid_amount=amount,
-                           receiver_name="王先生", receiver_phone=gift_to, province=province, city=city,
+                           receiver_name="王先生", receiver_phone=gift_to,
+                           receiver_phone_normalized=f"+86{gift_to}", province=province, city=city,
                            district=district, address="人民路 1 号", placed_at=placed,
                            paid_at=None if status == "pending_payment" else placed + timedelta(minutes=1),
                            promised_ship_at=placed + timedelta(hours=48), created_at=placed, updated_at=placed,
