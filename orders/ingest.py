@@ -684,6 +684,7 @@ def _build(shop: Shop, position: int, data: NormalizedOrder) -> _New | None:
             discount_amount=services._money(data.discount_amount, "优惠金额"),
             shipping_fee=services._money(data.shipping_fee, "运费"), paid_amount=services._money(data.paid_amount, "实付金额"),
             receiver_name=data.receiver_name, receiver_phone=data.receiver_phone, country=data.country or "CN",
+            receiver_phone_normalized=services.normalize_phone(data.receiver_phone, data.country or "CN"),
             province=data.province, city=data.city, district=data.district, address=data.address,
             postcode=data.postcode, is_presale=data.is_presale, promised_ship_at=data.promised_ship_at,
             source_detail=data.source_detail, coupon_codes=list(data.coupon_codes), member_level=data.member_level,
