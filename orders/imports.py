@@ -37,6 +37,7 @@ from orders import services
 from orders.carriers.codes import CARRIERS
 from orders.models import Order, OrderStatus, Shipment
 from orders.selectors import scope_orders
+from orders.shipping import OPEN
 
 _TRACKING = re.compile(r"^[A-Za-z0-9-]{1,40}$")  # what `services.order_ship` accepts
 
@@ -107,7 +108,7 @@ class TrackingImport(ImportKind):
             if _dupe(seen_tracking, tracking, row, plan, h("tracking"), tracking):
                 continue
             taken = [(number, status) for order_id, number, status in used.get(tracking, ())
-                     if order_id != order.pk or status not in ("created", "picked", "packed")]
+                     if order_id != order.pk or status not in OPEN]
             if taken:
                 plan.errors.append(row_error(row, h("tracking"), _("运单号“%(t)s”已被订单 %(o)s 的包裹使用")
                                              % {"t": tracking, "o": taken[0][0]}))
@@ -132,6 +133,10 @@ class TrackingImport(ImportKind):
                     plan.errors.append(row_error(row, h("warehouse"), _("订单 %(n)s 在 %(w)s 没有待发货的预占")
                                                  % {"n": order.number, "w": warehouse.name}))
                     continue
+            elif len(pending) == 1 and not scope.allows_warehouse(next(iter(pending))):
+                plan.errors.append(row_error(row, h("warehouse"), _("仓库“%(w)s”不在你的权限范围内")
+                                             % {"w": by_id[next(iter(pending))].name}))
+                continue
             elif len(pending) > 1:
                 names = "、".join(sorted(by_id[w].name for w in pending))
                 plan.errors.append(row_error(row, h("warehouse"),

@@ -258,3 +258,13 @@ def test_the_template_has_the_headers_an_example_and_notes(split_world):
     assert book["数据"]["B2"].value == "SF"
     notes = " ".join(str(c.value) for row in book["填写说明"].iter_rows() for c in row if c.value)
     assert "SF" in notes and "已打包" in notes
+
+
+def test_a_row_without_a_warehouse_may_not_ship_from_a_warehouse_outside_the_scope(split_world):
+    w = split_world
+    services.order_ship(order=w["split"], actor=SYSTEM, warehouse=w["b"], carrier="SF", tracking_number="SF-B")
+    user = scoped(staff("warehouse"), warehouses=[w["b"]])  # still sees the order: it had stock in 乙仓
+    job = start(user, [HEAD, [w["split"].number, "SF", "SF-A", ""]])
+    assert [(e["row"], e["column"]) for e in job.errors] == [(2, "发货仓")]
+    assert "甲仓" in job.errors[0]["message"] and "权限范围" in job.errors[0]["message"]
+    assert pools(w["sku"])["wa"] == (3, 3)
