@@ -25,6 +25,7 @@ class ImportJob(models.Model):
         SKU_MAPPING = "sku_mapping", _("SKU 映射")
         STOCK_COUNT = "stock_count", _("盘点")
         SAFETY_STOCK = "safety_stock", _("安全库存")
+        TRACKING = "tracking", _("运单号(批量发货)")
 
     class Status(models.TextChoices):
         VALIDATING = "validating", _("校验中")

@@ -740,6 +740,13 @@ class StockCountImport(ImportKind):
 KINDS: dict[str, ImportKind] = {k.kind: k for k in (SkuImport(), SkuMappingImport(), StockCountImport(), SafetyStockImport())}
 
 
+def register(kind: ImportKind) -> ImportKind:
+    """Add another app's import kind to the registry (the orders app registers its bulk
+    ship import from its `ready()`), so this module never has to import that app."""
+    KINDS[kind.kind] = kind
+    return kind
+
+
 def kinds_for(actor: Actor) -> list[ImportKind]:
     return [k for k in KINDS.values() if k.may_import(actor)]
 

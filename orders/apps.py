@@ -24,3 +24,5 @@ class OrdersConfig(AppConfig):
         from orders import stock_push
 
         stock_push.connect_signals()
+
+        from orders import imports  # noqa: F401 - registers the bulk-ship import kind
