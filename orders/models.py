@@ -310,9 +310,9 @@ class Order(ConcurrentTransitionMixin, models.Model):
     def force_release(self):
         """A supervisor lifted a hold the system set (with a written reason)."""
 
-    @transition(field=status, source=[S.PAID, S.ALLOCATED, S.PACKED, S.ON_HOLD], target=S.SHIPPED)
+    @transition(field=status, source=S.ON_HOLD, target=S.SHIPPED)
     def force_ship(self):
-        """A supervisor shipped without (all of) the stock lock (with a written reason)."""
+        """A supervisor shipped an order the system held, without (all of) the stock lock."""
 
 
 class OrderLine(models.Model):

@@ -798,11 +798,10 @@ def _override_reason(reason) -> str:
 
 
 def _override_may(order: Order, name: str) -> bool:
-    if name == "override_release":
-        return order.status == OrderStatus.ON_HOLD and order.hold_reason not in PERSON_HOLD_REASONS
-    if name == "override_ship":
-        return can_proceed(order.force_ship)
-    return False
+    """Overrides bypass what the system decided: only an order the system put on hold (stock
+    short, unmapped SKU, expired reservations, no lines). A hold a person set is theirs to lift."""
+    return (name in ("override_release", "override_ship") and order.status == OrderStatus.ON_HOLD
+            and order.hold_reason not in PERSON_HOLD_REASONS)
 
 
 def _record_override(order: Order, *, kind: str, actor: Actor, reason: str, at: datetime, detail: dict):
@@ -881,7 +880,8 @@ def _ship_unreserved(order: Order, *, warehouse: Warehouse, actor: Actor, reason
 @transaction.atomic
 def order_override_ship(*, order: Order, actor: Actor, reason: str = "", warehouse: Warehouse | None = None,
                         carrier: str = "", tracking_number: str = "", at: datetime | None = None) -> Order:
-    """Ship the whole order from one warehouse although it is not (fully) reserved: that
+    """Ship an order the system held (e.g. stock short) from one warehouse although it is not
+    (fully) reserved: that
     warehouse's reservations are consumed, any in other warehouses released, and what is
     still missing leaves the warehouse's available stock through a `ship` move that names the
     override. Refused (409) when the warehouse does not have it: count or receive it first."""
@@ -898,7 +898,7 @@ def order_override_ship(*, order: Order, actor: Actor, reason: str = "", warehou
     order = _lock(order)
     if not _override_may(order, "override_ship"):
         raise TransitionNotAllowed(
-            f"订单 {order.number} 当前状态为「{order.get_status_display()}」,不能紧急放行发货")
+            f"订单 {order.number} 当前不是系统挂起(状态「{order.get_status_display()}」),不能紧急放行发货")
     at = at or timezone.now()
     consumed = inventory.consume_order_reservations(order=order, actor=actor, at=at, warehouse=warehouse)
     # What other warehouses hold for it goes back to their pools: the whole order leaves here.
@@ -966,7 +966,7 @@ def order_transition(*, order: Order, name: str, actor: Actor, params: dict | No
             raise InvalidInput(f"参数 {p.name} 无效: {value}(可选: {', '.join(c[0] for c in p.choices)})",
                                code=ErrorCode.HOLD_REASON_RESERVED if p.name == "reason" and value in HoldReason.values
                                else ErrorCode.INVALID)
-        if p.kind == "warehouse":
+        if p.kind in ("warehouse", "any_warehouse"):
             warehouse = Warehouse.objects.filter(code=value).first()
             if warehouse is None or not actor.scope.allows_warehouse(warehouse.pk):
                 raise InvalidInput(f"未知仓库: {value}")

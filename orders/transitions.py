@@ -30,7 +30,7 @@ class Param:
 
     name: str
     label: Promise
-    kind: str = "text"  # text | choice | warehouse (one of the order's reserving warehouses)
+    kind: str = "text"  # text | choice | warehouse (one of the order's reserving warehouses) | any_warehouse
     max_length: int = 200
     choices: tuple = ()
     required: bool = False
@@ -92,11 +92,12 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("override_ship", _("紧急放行:无库存锁发货"), EventKind.OVERRIDE_SHIPPED, fsm=False,
            permission="orders.override_order", params=(
                OVERRIDE_REASON,
-               Param("warehouse", _("发货仓"), kind="warehouse", max_length=40, required=True),
+               Param("warehouse", _("发货仓"), kind="any_warehouse", max_length=40, required=True,
+                     help_text=_("仓库编码:整单从该仓出库")),
                Param("carrier", _("快递公司"), max_length=20, help_text=_("快递公司编码,如 SF、YTO、ZTO、EMS")),
                Param("tracking_number", _("运单号"), max_length=40),
            ),
-           description="没有(或只有部分)库存预占时发货:未预占的数量直接从所选仓的可用库存出库"),
+           description="系统挂起的订单没有(或只有部分)库存预占时发货:未预占的数量直接从所选仓的可用库存出库"),
 )}
 
 

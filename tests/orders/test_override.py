@@ -140,9 +140,10 @@ def test_supervisor_ships_a_stock_short_order_from_the_pool_without_a_lock(world
     assert audit() == []
 
 
-def test_override_ship_of_an_allocated_order_consumes_its_own_reservations_only(world, system):
+def test_override_ship_of_a_held_allocated_order_consumes_its_own_reservations_only(world, system):
     order = allocated_order(world, system, quantity=2)  # reserved 2 in wh1
     other = allocated_order(world, system, quantity=3)  # another order holds the other 3
+    order = services.order_hold(order=order, actor=system, reason=HoldReason.RESERVATION_EXPIRED)
     assert pool(world) == (5, 5)
     response = client_for(staff("supervisor")).post(url(order, "override_ship"), {
         "reason": REASON, "warehouse": "wh-one"}, format="json")
@@ -154,6 +155,18 @@ def test_override_ship_of_an_allocated_order_consumes_its_own_reservations_only(
     assert Reservation.objects.get(order_line__order=other).status == "active"
     assert OrderOverride.objects.get(order=order).detail["unreserved"] == []
     assert audit() == []
+
+
+@pytest.mark.parametrize("step", ["allocated", "person_hold"])
+def test_override_ship_is_refused_unless_the_system_held_the_order(world, system, step):
+    order = allocated_order(world, system)
+    if step == "person_hold":
+        order = services.order_hold(order=order, actor=system, reason=HoldReason.ADDRESS)
+    before = snapshot(order)
+    response = client_for(staff("supervisor")).post(url(order, "override_ship"), {
+        "reason": REASON, "warehouse": "wh-one"}, format="json")
+    assert response.status_code == 409
+    assert snapshot(order) == before
 
 
 def test_override_ship_never_takes_stock_reserved_for_other_orders(world, system):
@@ -173,6 +186,7 @@ def test_override_ship_releases_reservations_in_other_warehouses(world, system):
     order = make_order(lines=[(world["sku"], 7)])
     order = services.order_transition(order=order, name="allocate", actor=system)
     assert Reservation.objects.filter(order_line__order=order, stock_level__warehouse=world["wh2"]).exists()
+    order = services.order_hold(order=order, actor=system, reason=HoldReason.RESERVATION_EXPIRED)
     stock(world["wh1"], world["sku"], 7)
     response = client_for(staff("supervisor")).post(url(order, "override_ship"), {
         "reason": REASON, "warehouse": "wh-one"}, format="json")
@@ -201,18 +215,6 @@ def test_override_ship_is_refused_to_every_other_role(world, system, role):
     response = client_for(staff(role)).post(url(order, "override_ship"), {"reason": REASON, "warehouse": "wh-one"},
                                             format="json")
     assert response.status_code == 403
-    assert snapshot(order) == before
-
-
-def test_override_ship_is_refused_once_shipped(world, system):
-    order = allocated_order(world, system)
-    services.order_transition(order=order, name="pack", actor=system)
-    services.order_transition(order=order, name="ship", actor=system)
-    order.refresh_from_db()
-    before = snapshot(order)
-    response = client_for(staff("supervisor")).post(url(order, "override_ship"), {"reason": REASON, "warehouse": "wh-one"},
-                                                    format="json")
-    assert response.status_code == 409
     assert snapshot(order) == before
 
 
@@ -250,3 +252,69 @@ def test_mark_reviewed_stamps_the_reviewer_once(world, system, actor_for):
     assert services.override_mark_reviewed(override_ids=[row.pk], actor=actor_for(boss)) == 0
     row.refresh_from_db()
     assert row.reviewed_by_id == boss.pk and row.reviewed_at is not None
+
+
+# --- admin: the buttons, the form and the list for review ---------------------------------------
+def admin_client(user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_admin_shows_override_buttons_to_supervisors_only_and_posts_with_a_reason(world, system):
+    from django.urls import reverse
+
+    order = stock_short_order(world, system)
+    page = reverse("admin:orders_order_change", args=[order.pk])
+    boss = admin_client(staff("supervisor"))
+    names = [b["name"] for b in boss.get(page).context["transition_buttons"]]
+    assert {"override_release", "override_ship"} <= set(names)
+    for role in ROLES_REFUSED:
+        response = admin_client(staff(role)).get(page)
+        if response.status_code == 200:
+            assert not {"override_release", "override_ship"} & {b["name"] for b in response.context["transition_buttons"]}
+    post = reverse("admin:orders_order_transition", args=[order.pk, "override_release"])
+    boss.post(post, {"reason": ""}, follow=True)
+    order.refresh_from_db()
+    assert order.status == S.ON_HOLD and not OrderOverride.objects.exists()
+    boss.post(post, {"reason": REASON}, follow=True)
+    order.refresh_from_db()
+    assert (order.status, order.overridden) == (S.PAID, True)
+    assert OrderOverride.objects.get().reason == REASON
+
+
+def test_admin_override_list_for_supervisors_and_mark_reviewed(world, system, actor_for):
+    from django.urls import reverse
+
+    order = stock_short_order(world, system)
+    boss = staff("supervisor")
+    services.order_override_release(order=order, actor=actor_for(boss), reason=REASON)
+    row = OrderOverride.objects.get()
+    changelist = reverse("admin:orders_orderoverride_changelist")
+    client = admin_client(boss)
+    response = client.get(changelist + "?reviewed=no")
+    assert response.status_code == 200 and order.number in response.content.decode()
+    for role in ROLES_REFUSED:
+        assert admin_client(staff(role)).get(changelist).status_code == 403
+    client.post(changelist, {"action": "mark_reviewed", "_selected_action": [row.pk]}, follow=True)
+    row.refresh_from_db()
+    assert row.reviewed_by_id == boss.pk and row.reviewed_at is not None
+
+
+def test_admin_override_ship_form_offers_every_warehouse_and_ships(world, system):
+    from django.urls import reverse
+
+    order = stock_short_order(world, system, quantity=9)
+    stock(world["wh2"], world["sku"], 9)  # goods arrived in the second warehouse
+    boss = admin_client(staff("supervisor"))
+    page = boss.get(reverse("admin:orders_order_change", args=[order.pk]))
+    form = next(b for b in page.context["transition_buttons"] if b["name"] == "override_ship")["form"]
+    assert {"wh-one", "wh-two"} <= {code for code, _label in form.fields["warehouse"].choices}
+    boss.post(reverse("admin:orders_order_transition", args=[order.pk, "override_ship"]),
+              {"reason": REASON, "warehouse": "wh-two", "carrier": "", "tracking_number": ""}, follow=True)
+    order.refresh_from_db()
+    assert order.status == S.SHIPPED
+    assert pool(world, "wh2") == (0, 0) and pool(world) == (5, 0)
+    assert audit() == []
