@@ -317,6 +317,9 @@ def _field(param: Param, order: Order, actor) -> forms.Field:
                                  required=param.required, help_text=param.help_text)
     if param.kind == "warehouse":
         return forms.ChoiceField(label=param.label, choices=_order_warehouses(order, actor), required=param.required)
+    if param.kind == "any_warehouse":  # every warehouse in the person's scope (emergency override ship)
+        choices = [(w.code, w.name) for w in selectors.warehouse_list(actor=actor).order_by("priority", "id")]
+        return forms.ChoiceField(label=param.label, choices=choices, required=param.required, help_text=param.help_text)
     return forms.CharField(label=param.label, required=param.required, max_length=param.max_length,
                            help_text=param.help_text)
 
@@ -678,3 +681,4 @@ from orders import admin_webhooks  # noqa: E402,F401  (webhook inbox)
 from orders import admin_batches  # noqa: E402,F401  pick batches, pick and packing lists (issue 15)
 
 from orders import admin_exports  # noqa: E402,F401 - Excel exports (导出, 导出记录)
+from orders import admin_overrides  # noqa: E402,F401 - emergency overrides for review (issue 17)

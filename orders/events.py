@@ -271,3 +271,26 @@ def shipment_returned(*, order: Order, actor: Actor, shipment_id: int, tracking_
     return _record(order=order, kind=K.SHIPMENT_RETURNED, actor=actor, at=at, to_status="",
                    message=f"包裹 {tracking_number} 已退回" + (f": {mask_phones(note)}" if note else ""),
                    data={"shipment": shipment_id, "tracking_number": tracking_number})
+
+
+def order_override_released(*, order: Order, from_status: str, actor: Actor, previous_reason: str, reason: str,
+                            released: int = 0, at: datetime | None = None) -> OrderEvent:
+    message = f"紧急放行:解除系统挂起「{_hold_label(previous_reason)}」,原因: {reason}"
+    if released:
+        message += f";释放不完整的预占 {released} 件,待重新分仓"
+    return _record(order=order, kind=K.OVERRIDE_RELEASED, actor=actor, from_status=from_status, at=at,
+                   message=message, data={"previous_reason": previous_reason, "reason": reason,
+                                          "released_quantity": released})
+
+
+def order_override_shipped(*, order: Order, from_status: str, actor: Actor, reason: str, warehouse_name: str,
+                           warehouse_code: str, unreserved: list[tuple[str, int]], carrier: str = "",
+                           tracking_number: str = "", shipments: list[int] | None = None,
+                           at: datetime | None = None) -> OrderEvent:
+    """Internal: names the warehouse, the quantities shipped without a lock and the reason."""
+    shipped = "、".join(f"{code}×{q}" for code, q in unreserved)
+    message = f"紧急放行:无库存锁发货({warehouse_name})" + (f",未预占 {shipped}" if shipped else "") + f";原因: {reason}"
+    return _record(order=order, kind=K.OVERRIDE_SHIPPED, actor=actor, from_status=from_status, at=at,
+                   message=message, data={"reason": reason, "warehouse": warehouse_code,
+                                          "unreserved": [[c, q] for c, q in unreserved], "carrier": carrier,
+                                          "tracking_number": tracking_number, "shipments": shipments or []})

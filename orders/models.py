@@ -217,6 +217,8 @@ class Order(ConcurrentTransitionMixin, models.Model):
     refund_requested = models.BooleanField(_("平台退款申请中"), default=False)
     platform_flags = models.JSONField(_("平台变更待处理"), default=list, blank=True)
     platform_hash = models.CharField(_("平台版本指纹"), max_length=64, blank=True, editable=False)
+    overridden = models.BooleanField(_("紧急放行"), default=False, db_index=True,
+                                     help_text=_("主管曾紧急放行(无库存锁发货或解除系统挂起),见放行记录"))
 
     class Meta:
         verbose_name = _("订单")
@@ -253,6 +255,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
             ("complete_order", _("可完成订单")),
             ("cancel_order", _("可取消订单")),
             ("return_order", _("可标记退货")),
+            ("override_order", _("可紧急放行(无库存锁发货、解除系统挂起)")),
         ]
 
     def __str__(self) -> str:
@@ -300,6 +303,16 @@ class Order(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=[S.SHIPPED, S.DELIVERED, S.COMPLETED], target=S.RETURNED, permission="orders.return_order")
     def mark_returned(self):
         """Every line came back and was refunded."""
+
+    # Emergency overrides (`orders.services.order_override_*`): no person-facing action of
+    # their own in the FSM table; the services check `orders.override_order`.
+    @transition(field=status, source=S.ON_HOLD, target=S.PAID)
+    def force_release(self):
+        """A supervisor lifted a hold the system set (with a written reason)."""
+
+    @transition(field=status, source=S.ON_HOLD, target=S.SHIPPED)
+    def force_ship(self):
+        """A supervisor shipped an order the system held, without (all of) the stock lock."""
 
 
 class OrderLine(models.Model):
@@ -368,6 +381,9 @@ class EventKind(models.TextChoices):
     TRACKING_RETURNED = "tracking_returned", _("快递退回")
     SHIPMENT_EXCEPTION = "shipment_exception", _("包裹异常")
     SHIPMENT_RETURNED = "shipment_returned", _("包裹退回")
+    # Emergency overrides by a supervisor: internal only (never in PUBLIC_WORDING).
+    OVERRIDE_RELEASED = "override_released", _("紧急放行:解除系统挂起")
+    OVERRIDE_SHIPPED = "override_shipped", _("紧急放行:无库存锁发货")
 
 
 # What the customer reads for each public kind: a fixed wording, plus only the safe data
@@ -1012,3 +1028,31 @@ class ParcelOrder(models.Model):
         verbose_name_plural = pgettext_lazy("plural", "包裹订单")
         ordering = ["parcel", "id"]
         constraints = [models.UniqueConstraint(fields=["order", "warehouse"], name="uniq_parcel_order_warehouse")]
+
+
+class OrderOverride(models.Model):
+    """One emergency override a supervisor made, with the reason they wrote; reviewed later."""
+
+    class Kind(models.TextChoices):
+        RELEASE = "release", _("解除系统挂起")
+        SHIP = "ship", _("无库存锁发货")
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="overrides", verbose_name=_("订单"))
+    kind = models.CharField(_("类型"), max_length=20, choices=Kind.choices)
+    reason = models.CharField(_("原因"), max_length=200)
+    detail = models.JSONField(_("明细"), default=dict, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+", verbose_name=_("操作人"))
+    actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
+    at = models.DateTimeField(_("时间"), default=timezone.now, db_index=True)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                                    related_name="+", verbose_name=_("复核人"))
+    reviewed_at = models.DateTimeField(_("复核时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("紧急放行记录")
+        verbose_name_plural = pgettext_lazy("plural", "紧急放行记录")
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.kind}"

@@ -23,7 +23,7 @@ from django_fsm import ConcurrentTransition, can_proceed
 
 from config import notify
 from config.actors import Actor, Source
-from config.errors import ConcurrentUpdate, ErrorCode, InvalidInput, NotFound, NotPermitted, TransitionNotAllowed
+from config.errors import ConcurrentUpdate, ErrorCode, InsufficientStock, InvalidInput, NotFound, NotPermitted, TransitionNotAllowed
 from inventory import allocation
 from inventory import services as inventory
 from inventory.conditions import region_of
@@ -47,6 +47,8 @@ def _may_now(order: Order, name: str) -> bool:
     spec = action(name)
     if spec.fsm:
         return can_proceed(getattr(order, name), check_conditions=True)
+    if name in ("override_release", "override_ship"):
+        return _override_may(order, name)
     if name == "confirm_stock":
         return order.status in (OrderStatus.ALLOCATED, OrderStatus.ON_HOLD) and Reservation.objects.filter(
             order_line__order=order, status=Reservation.Status.ACTIVE, expires_at__gt=timezone.now()).exists()
@@ -785,6 +787,155 @@ def order_add_note(*, order: Order, actor: Actor, note: str) -> Order:
     return order
 
 
+# --- emergency overrides (supervisor, with a written reason) -----------------------------------
+def _override_reason(reason) -> str:
+    from orders.transitions import OVERRIDE_MIN_REASON
+
+    reason = (reason or "").strip() if isinstance(reason, str) else ""
+    if len(reason) < OVERRIDE_MIN_REASON:
+        raise InvalidInput(f"紧急放行必须写明原因(至少 {OVERRIDE_MIN_REASON} 个字)")
+    return reason[:200]
+
+
+def _override_may(order: Order, name: str) -> bool:
+    """Overrides bypass what the system decided: only an order the system put on hold (stock
+    short, unmapped SKU, expired reservations, no lines). A hold a person set is theirs to lift."""
+    return (name in ("override_release", "override_ship") and order.status == OrderStatus.ON_HOLD
+            and order.hold_reason not in PERSON_HOLD_REASONS)
+
+
+def _record_override(order: Order, *, kind: str, actor: Actor, reason: str, at: datetime, detail: dict):
+    from orders.models import OrderOverride
+
+    return OrderOverride.objects.create(order=order, kind=kind, reason=reason, actor=actor.user,
+                                        actor_label=actor.label, at=at, detail=detail)
+
+
+@transaction.atomic
+def order_override_release(*, order: Order, actor: Actor, reason: str = "", at: datetime | None = None) -> Order:
+    """Lift a hold the system set (stock short, unmapped SKU, expired reservations, no lines):
+    back to paid, without allocating; any partial reservations go back to their pools. Holds a
+    person set are lifted with the ordinary release."""
+    from orders.models import OrderOverride
+
+    _require(actor, "override_release")
+    reason = _override_reason(reason)
+    order = _lock(order)
+    if not _override_may(order, "override_release"):
+        raise TransitionNotAllowed(f"订单 {order.number} 当前不是系统挂起,不能紧急放行(人工挂起请用「解除挂起」)")
+    at = at or timezone.now()
+    released = sum(r.quantity for r in inventory.release_order_reservations(
+        order=order, actor=actor, reason=f"紧急放行: {reason}", at=at))
+    from_status, previous = order.status, order.hold_reason
+    order.force_release()
+    order.hold_reason, order.hold_note, order.overridden = "", "", True
+    _save(order, ["status", "hold_reason", "hold_note", "overridden"])
+    _record_override(order, kind=OrderOverride.Kind.RELEASE, actor=actor, reason=reason, at=at,
+                     detail={"previous_reason": previous, "released_quantity": released})
+    events.order_override_released(order=order, from_status=from_status, actor=actor, previous_reason=previous,
+                                   reason=reason, released=released, at=at)
+    _after_commit(order, "released")
+    return order
+
+
+def _ship_unreserved(order: Order, *, warehouse: Warehouse, actor: Actor, reason: str,
+                     reserved_here: dict[int, int]) -> list[tuple[str, int]]:
+    """Take what the lines still need, unreserved, from the warehouse's available stock: one
+    `ship` move per pool (on hand down, reserved untouched), so the ledger still adds up. It
+    never takes stock reserved for other orders, nor goes below zero."""
+    from inventory.models import StockLevel, StockMove
+
+    need: dict[int, int] = defaultdict(int)
+    skus: dict[int, Sku] = {}
+    for line in order.lines.select_related("sku").order_by("id"):
+        if line.sku_id is None:
+            raise InvalidInput(f"订单 {order.number} 有未映射 SKU 的商品行「{line.title}」,无法发货")
+        missing = line.quantity - reserved_here.get(line.pk, 0)
+        if missing > 0:
+            need[line.sku_id] += missing
+            skus[line.sku_id] = line.sku
+    if not need:
+        return []
+    for sku_id in sorted(need):
+        StockLevel.objects.get_or_create(warehouse=warehouse, sku_id=sku_id)
+    pools = {p.sku_id: p for p in StockLevel.objects.select_for_update().filter(
+        warehouse=warehouse, sku_id__in=need).order_by("id")}
+    short = [f"{skus[s].code}(需 {q},可用 {pools[s].available})" for s, q in need.items() if pools[s].available < q]
+    if short:
+        raise InsufficientStock(f"{warehouse.name} 可用库存不足: {'、'.join(short)};请先入库或盘点")
+    moves, shipped = [], []
+    for sku_id in sorted(need):
+        pool, quantity = pools[sku_id], need[sku_id]
+        pool.on_hand -= quantity
+        pool.save(update_fields=["on_hand", "updated_at"])
+        moves.append(StockMove(stock_level=pool, kind=StockMove.Kind.SHIP, on_hand_delta=-quantity,
+                               reserved_delta=0, on_hand_after=pool.on_hand, reserved_after=pool.reserved,
+                               order_id=order.pk, reason=f"订单 {order.number} 紧急放行发货(无预占): {reason}"[:255],
+                               actor=actor.user, actor_label=actor.label, source=actor.source))
+        shipped.append((skus[sku_id].code, quantity))
+    StockMove.objects.bulk_create(moves)
+    return shipped
+
+
+@transaction.atomic
+def order_override_ship(*, order: Order, actor: Actor, reason: str = "", warehouse: Warehouse | None = None,
+                        carrier: str = "", tracking_number: str = "", at: datetime | None = None) -> Order:
+    """Ship an order the system held (e.g. stock short) from one warehouse although it is not
+    (fully) reserved: that
+    warehouse's reservations are consumed, any in other warehouses released, and what is
+    still missing leaves the warehouse's available stock through a `ship` move that names the
+    override. Refused (409) when the warehouse does not have it: count or receive it first."""
+    from orders import shipping
+    from orders.models import OrderOverride
+
+    _require(actor, "override_ship")
+    reason = _override_reason(reason)
+    if warehouse is None:
+        raise InvalidInput("紧急放行发货须选择发货仓")
+    if not actor.scope.allows_warehouse(warehouse.pk):
+        raise InvalidInput(f"未知仓库: {warehouse.code}")
+    carrier, tracking_number = _ship_codes(carrier, tracking_number)
+    order = _lock(order)
+    if not _override_may(order, "override_ship"):
+        raise TransitionNotAllowed(
+            f"订单 {order.number} 当前不是系统挂起(状态「{order.get_status_display()}」),不能紧急放行发货")
+    at = at or timezone.now()
+    consumed = inventory.consume_order_reservations(order=order, actor=actor, at=at, warehouse=warehouse)
+    # What other warehouses hold for it goes back to their pools: the whole order leaves here.
+    inventory.release_order_reservations(order=order, actor=actor, reason=f"紧急放行改由 {warehouse.code} 发货", at=at)
+    reserved_here: dict[int, int] = defaultdict(int)
+    for r in consumed:
+        reserved_here[r.order_line_id] += r.quantity
+    unreserved = _ship_unreserved(order, warehouse=warehouse, actor=actor, reason=reason, reserved_here=reserved_here)
+    from_status = order.status
+    order.force_ship()
+    order.hold_reason, order.hold_note, order.overridden = "", "", True
+    _save(order, ["status", "hold_reason", "hold_note", "overridden"])
+    # consumed=[]: the one parcel carries every line, reserved or not.
+    parcels = shipping.ship_parcels(order=order, consumed=[], warehouse=warehouse, carrier=carrier,
+                                    tracking_number=tracking_number, at=at)
+    _record_override(order, kind=OrderOverride.Kind.SHIP, actor=actor, reason=reason, at=at,
+                     detail={"warehouse": warehouse.code, "unreserved": [[c, q] for c, q in unreserved],
+                             "reserved": sum(reserved_here.values()), "from_status": from_status})
+    events.order_override_shipped(order=order, from_status=from_status, actor=actor, reason=reason,
+                                  warehouse_name=warehouse.name, warehouse_code=warehouse.code, unreserved=unreserved,
+                                  carrier=carrier, tracking_number=tracking_number,
+                                  shipments=[p.pk for p in parcels], at=at)
+    _after_commit(order, order.status)
+    return order
+
+
+@transaction.atomic
+def override_mark_reviewed(*, override_ids: list[int], actor: Actor, at: datetime | None = None) -> int:
+    """A supervisor looked at these overrides afterwards; returns how many were newly marked."""
+    from orders.models import OrderOverride
+
+    if not actor.can("orders.override_order"):
+        raise NotPermitted(f"{actor.label} 没有权限复核紧急放行")
+    return OrderOverride.objects.filter(pk__in=override_ids, reviewed_at__isnull=True).update(
+        reviewed_by=actor.user, reviewed_at=at or timezone.now())
+
+
 # --- one entry point for the admin and the API ---------------------------------------------
 TRANSITION_SERVICES: dict[str, Callable[..., Order]] = {name: globals()[f"order_{name}"] for name in ACTIONS}
 # Extra arguments each action accepts from a person (admin form, API body).
@@ -815,7 +966,7 @@ def order_transition(*, order: Order, name: str, actor: Actor, params: dict | No
             raise InvalidInput(f"参数 {p.name} 无效: {value}(可选: {', '.join(c[0] for c in p.choices)})",
                                code=ErrorCode.HOLD_REASON_RESERVED if p.name == "reason" and value in HoldReason.values
                                else ErrorCode.INVALID)
-        if p.kind == "warehouse":
+        if p.kind in ("warehouse", "any_warehouse"):
             warehouse = Warehouse.objects.filter(code=value).first()
             if warehouse is None or not actor.scope.allows_warehouse(warehouse.pk):
                 raise InvalidInput(f"未知仓库: {value}")

@@ -30,7 +30,7 @@ class Param:
 
     name: str
     label: Promise
-    kind: str = "text"  # text | choice | warehouse (one of the order's reserving warehouses)
+    kind: str = "text"  # text | choice | warehouse (one of the order's reserving warehouses) | any_warehouse
     max_length: int = 200
     choices: tuple = ()
     required: bool = False
@@ -58,6 +58,10 @@ class Action:
 
 REASON = Param("reason", _("原因"), max_length=200)
 NOTE = Param("note", _("说明"), max_length=255)
+# Overrides need a written reason (checked again by the services: at least 5 characters).
+OVERRIDE_MIN_REASON = 5
+OVERRIDE_REASON = Param("reason", _("放行原因"), max_length=200, required=True,
+                        help_text=_("必填,至少 5 个字,供事后复核"))
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("pay", _("确认付款"), EventKind.PAID),
@@ -81,6 +85,19 @@ ACTIONS: dict[str, Action] = {a.name: a for a in (
     Action("complete", _("完成"), EventKind.COMPLETED),
     Action("cancel", _("取消"), EventKind.CANCELLED, params=(REASON,)),
     Action("mark_returned", _("标记退货"), EventKind.RETURNED, params=(REASON,)),
+    # Emergency overrides (supervisor only, always with a written reason; reviewed later).
+    Action("override_release", _("紧急放行:解除系统挂起"), EventKind.OVERRIDE_RELEASED, fsm=False,
+           permission="orders.override_order", params=(OVERRIDE_REASON,),
+           description="解除系统设置的挂起(库存不足、SKU 未映射、预占过期、无商品行),回到已付款,不分仓"),
+    Action("override_ship", _("紧急放行:无库存锁发货"), EventKind.OVERRIDE_SHIPPED, fsm=False,
+           permission="orders.override_order", params=(
+               OVERRIDE_REASON,
+               Param("warehouse", _("发货仓"), kind="any_warehouse", max_length=40, required=True,
+                     help_text=_("仓库编码:整单从该仓出库")),
+               Param("carrier", _("快递公司"), max_length=20, help_text=_("快递公司编码,如 SF、YTO、ZTO、EMS")),
+               Param("tracking_number", _("运单号"), max_length=40),
+           ),
+           description="系统挂起的订单没有(或只有部分)库存预占时发货:未预占的数量直接从所选仓的可用库存出库"),
 )}
 
 

@@ -66,7 +66,8 @@ def test_schema_lists_the_order_filters_and_transition_names():
     transition = paths["/api/v1/orders/{number}/transitions/{name}/"]["post"]
     name = next(p for p in transition["parameters"] if p["name"] == "name")
     assert set(name["schema"]["enum"]) == {"pay", "allocate", "hold", "release", "pack", "ship", "deliver", "complete",
-                                           "cancel", "mark_returned", "confirm_stock"}
+                                           "cancel", "mark_returned", "confirm_stock", "override_release",
+                                           "override_ship"}
     assert {"200", "400", "403", "404", "409"} <= set(transition["responses"])
 
 
@@ -183,4 +184,5 @@ def test_the_transition_endpoint_is_described_from_the_actions_table():
     assert "manual, address, risk" in properties["reason"]["description"]  # what a person may choose
     assert "stock_short" not in properties["reason"]["description"]  # set by the system only
     assert properties["carrier"]["maxLength"] == 20
-    assert {"ship"} == {a.name for a in ACTIONS.values() if any(p.name == "tracking_number" for p in a.params)}
+    assert {"ship", "override_ship"} == {a.name for a in ACTIONS.values()
+                                         if any(p.name == "tracking_number" for p in a.params)}
