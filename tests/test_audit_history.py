@@ -266,3 +266,74 @@ def test_history_outside_the_persons_scope_is_404():
     assert client.get(reverse("admin:inventory_skumapping_history", args=[gone_pk])).status_code == 404
     assert login(staff("supervisor")).get(
         reverse("admin:inventory_skumapping_history", args=[gone_pk])).status_code == 200
+
+
+# --- bulk imports skip post_save: they write their history rows themselves ------------------------
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+def _xlsx(rows: list[list]) -> bytes:
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    for row in rows:
+        book.active.append(row)
+    buf = io.BytesIO()
+    book.save(buf)
+    return buf.getvalue()
+
+
+def _import(client, kind: str, rows: list[list]):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from config.models import ImportJob
+
+    client.post(reverse("admin:core_importjob_upload"), {"kind": kind, "file": SimpleUploadedFile("f.xlsx", _xlsx(rows))})
+    job = ImportJob.objects.order_by("-id").first()
+    assert job.status == ImportJob.Status.PREVIEW, job.errors
+    client.post(reverse("admin:core_importjob_confirm", args=[job.pk]))
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.DONE, job.errors
+
+
+def test_sku_master_import_writes_history_with_the_importing_user(media):
+    from inventory.models import Sku
+
+    old = SkuFactory(code="BASIN-01", name="折叠盆 大号", safety_stock=1)
+    ops = staff("operations")
+    _import(login(ops), "sku", [["SKU编码", "名称", "类目", "安全库存"], ["NEW-01", "新品 杯子", "杯具", 3],
+                                ["BASIN-01", "折叠盆 特大号", "", 5]])
+    new = Sku.objects.get(code="NEW-01")
+    created = Sku.history.filter(id=new.pk).get()
+    assert (created.history_type, created.history_user, created.history_change_reason) == ("+", ops, "import")
+    updated = last_change(Sku, old.pk)
+    assert (updated.history_type, updated.history_user, updated.name, updated.safety_stock) == ("~", ops, "折叠盆 特大号", 5)
+    assert changed_fields(updated) == {"name", "safety_stock"}
+
+
+def test_sku_mapping_and_safety_stock_imports_write_history(media):
+    shop = ShopFactory(code="demo-taobao")
+    basin, cup = SkuFactory(code="BASIN-01"), SkuFactory(code="CUP-01")
+    existing = SkuMappingFactory(shop=shop, platform_sku_id="TB-OLD", sku=cup)
+    boss = staff("supervisor")
+    client = login(boss)
+    _import(client, "sku_mapping", [["店铺编码", "平台SKU ID", "SKU编码"], ["demo-taobao", "TB-1", "BASIN-01"],
+                                    ["demo-taobao", "TB-OLD", "BASIN-01"]])
+    fresh = SkuMapping.objects.get(platform_sku_id="TB-1")
+    assert SkuMapping.history.filter(id=fresh.pk, history_type="+", history_user=boss).exists()
+    record = last_change(SkuMapping, existing.pk)
+    assert (record.history_user, record.sku_id) == (boss, basin.pk)
+    assert changed_fields(record) == {"sku"}
+    # One row per change, not two (the import's own post_save writes it, with the user).
+    assert SkuMapping.history.filter(id=existing.pk).count() == 2
+    assert SkuMapping.history.filter(id=fresh.pk).count() == 1
+
+    _import(client, "safety_stock", [["SKU编码", "安全库存", "应急保留"], ["BASIN-01", 12, 2]])
+    from inventory.models import Sku
+
+    record = last_change(Sku, basin.pk)
+    assert (record.history_user, record.safety_stock, record.emergency_buffer) == (boss, 12, 2)
