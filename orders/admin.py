@@ -668,7 +668,8 @@ if admin.site.is_registered(User):
 
 
 @admin.register(User)
-class UserAdmin(auth_admin.UserAdmin):
+class UserAdmin(ConfigHistoryAdmin, auth_admin.UserAdmin):
+    history_list_display = ("secrets_changed",)  # "password" when it changed, never the hash
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
 
 from orders import admin_sync  # noqa: E402,F401  (sync health list, "sync now" on shops)

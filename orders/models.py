@@ -19,7 +19,7 @@ from simple_history.models import HistoricalRecords
 
 from config.actors import Source
 from config.append_only import AppendOnlyQuerySet
-from config.history import SHOP_SECRET_FIELDS, SecretsChangedHistory
+from config.history import SHOP_SECRET_FIELDS, SecretsChangedHistory, register_user_history
 
 
 class Platform(models.TextChoices):
@@ -1017,3 +1017,6 @@ class ParcelOrder(models.Model):
         verbose_name_plural = pgettext_lazy("plural", "包裹订单")
         ordering = ["parcel", "id"]
         constraints = [models.UniqueConstraint(fields=["order", "warehouse"], name="uniq_parcel_order_warehouse")]
+
+
+register_user_history()  # audit (issue 17): staff accounts, their roles (groups) and permissions

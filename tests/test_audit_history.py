@@ -337,3 +337,63 @@ def test_sku_mapping_and_safety_stock_imports_write_history(media):
 
     record = last_change(Sku, basin.pk)
     assert (record.history_user, record.safety_stock, record.emergency_buffer) == (boss, 12, 2)
+
+
+# --- staff accounts: roles (groups) and permissions ------------------------------------------------
+def test_a_role_change_in_the_admin_is_recorded_with_who_did_it():
+    from django.contrib.auth import get_user_model
+
+    from config import roles
+
+    User = get_user_model()
+    target = staff("customer_service", "cs-wang")
+    admin_user = UserFactory(username="root", is_superuser=True)
+    client = login(admin_user)
+    url = reverse("admin:auth_user_change", args=[target.pk])
+    data = form_data(client, url)
+    ops_group = Group.objects.get(name=roles.group_name("operations"))
+    data["groups"] = [str(ops_group.pk)]
+    data.pop("user_permissions", None)
+    data.pop("password", None)
+    data.pop("date_joined", None)
+    data.pop("last_login", None)
+    data.update({"date_joined_0": target.date_joined.strftime("%Y-%m-%d"),
+                 "date_joined_1": target.date_joined.strftime("%H:%M:%S")})
+    for prefix in ("staff_profile",):
+        data.update({f"{prefix}-TOTAL_FORMS": "1", f"{prefix}-INITIAL_FORMS": "0",
+                     f"{prefix}-MIN_NUM_FORMS": "0", f"{prefix}-MAX_NUM_FORMS": "1"})
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    assert list(target.groups.all()) == [ops_group]
+
+    latest = User.history.filter(id=target.pk).order_by("-history_date", "-history_id").first()
+    assert latest.history_user == admin_user
+    assert [g.group_id for g in latest.groups.all()] == [ops_group.pk]
+    assert "groups" in latest.diff_against(latest.prev_record).changed_fields
+
+    page = client.get(reverse("admin:auth_user_history", args=[target.pk]))
+    assert page.status_code == 200
+
+
+def test_user_history_keeps_no_password_hash_and_no_login_rows():
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    user = staff("finance", "fin-zhao")
+    user.set_password("a-new-pass-5678")
+    user.save()
+    before = User.history.filter(id=user.pk).count()
+    assert User.history.filter(id=user.pk).order_by("-history_id").first().secrets_changed == "password"
+    assert Client().login(username="fin-zhao", password="a-new-pass-5678")  # saves last_login only
+    assert User.history.filter(id=user.pk).count() == before
+    columns = {f.name for f in User.history.model._meta.fields}
+    assert "password" not in columns and "last_login" not in columns
+    text = json.dumps(list(User.history.filter(id=user.pk).values()), default=str)
+    assert user.password not in text
+    assert "pbkdf2" not in text and "md5$" not in text
+
+
+def test_a_role_without_user_permissions_cannot_see_user_history():
+    target = staff("warehouse", "wh-sun")
+    assert login(staff("customer_service")).get(
+        reverse("admin:auth_user_history", args=[target.pk])).status_code == 403
