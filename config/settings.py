@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "import_export",
     "pgtrigger",
     "axes",
+    "simple_history",  # audit of configuration edits (config/history.py)
     "config.apps.CoreConfig",
     "inventory",
     "orders",
@@ -79,10 +80,13 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",  # the admin user on history rows
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "portal.middleware.PortalSecurityHeadersMiddleware",  # /h5/ only: CSP, frame-ancestors, no-store
     "axes.middleware.AxesMiddleware",  # last: turns a lock-out into config.security.lockout_response
 ]
+
+SIMPLE_HISTORY_REVERT_DISABLED = True  # history pages are read-only: no "revert" that skips the forms
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -26,6 +26,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from config.history_admin import ConfigHistoryAdmin
 
 from config.admin_tools import OutOfScopeIs404Mixin, PiiLookupGuardMixin, ReadOnlyAdminMixin, admin_actor
 from inventory import selectors, services
@@ -39,7 +40,7 @@ def _actor_warehouses(request):
 
 
 @admin.register(Warehouse)
-class WarehouseAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
+class WarehouseAdmin(OutOfScopeIs404Mixin, ConfigHistoryAdmin):
     list_display = ("code", "name", "kind", "region", "province", "city", "priority", "lead_time_days", "allocatable", "is_active")
     list_filter = ("kind", "region", "allocatable", "is_active", "country")
     search_fields = ("code", "name", "province", "city")
@@ -74,7 +75,7 @@ class SkuStockInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Sku)
-class SkuAdmin(admin.ModelAdmin):
+class SkuAdmin(ConfigHistoryAdmin):
     list_display = ("code", "name", "category", "barcode", "safety_stock", "emergency_buffer", "tax_exempt", "is_active")
     list_filter = ("category", "tax_exempt", "is_active")
     search_fields = ("code", "name", "barcode")
@@ -82,7 +83,7 @@ class SkuAdmin(admin.ModelAdmin):
 
 
 @admin.register(SkuMapping)
-class SkuMappingAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
+class SkuMappingAdmin(OutOfScopeIs404Mixin, ConfigHistoryAdmin):
     list_display = ("shop", "platform_sku_id", "platform_item_id", "sku")
     list_filter = (("shop", admin.RelatedOnlyFieldListFilter),)
     search_fields = ("platform_sku_id", "sku__code", "sku__name")
@@ -256,7 +257,7 @@ class StockMoveAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, PoolColumnsMixin
 
 
 @admin.register(RoutingRule)
-class RoutingRuleAdmin(admin.ModelAdmin):
+class RoutingRuleAdmin(ConfigHistoryAdmin):
     form = RoutingRuleForm
     list_display = ("position", "name", "warehouse", "mode", "is_active", "conditions_summary")
     list_display_links = ("name",)

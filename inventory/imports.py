@@ -39,6 +39,7 @@ from django.db.models.signals import post_save
 from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from simple_history.utils import bulk_create_with_history
 
 from config.actors import Actor, Source
 from config import notify
@@ -333,6 +334,14 @@ def bulk_set(model, objs: list, fields: Iterable[str]) -> None:
                                 for o in objs])
 
 
+def record_history(model, objs: list, actor: Actor) -> None:
+    """Audit (issue 17): one history row per object updated by `bulk_set` (which skips
+    post_save, where django-simple-history would write it), with the importing user."""
+    if objs:
+        model.history.bulk_history_create(objs, update=True, batch_size=1000, default_user=actor.user,
+                                          default_change_reason="import")
+
+
 def in_lists(field: str, values: list, db_type: str = "bigint") -> Iterable[dict]:
     """Filter kwargs `{field__in: …}` covering `values`. PostgreSQL: one filter on an array
     parameter (`IN (SELECT unnest(%s))`) instead of a statement with thousands of
@@ -482,8 +491,10 @@ class SkuImport(ImportKind):
     def apply(self, plan, actor):
         self.check_permission(actor)
         creates = [sku for action, sku, _f in plan.work if action == "create"]
-        Sku.objects.bulk_create(creates, batch_size=1000)
-        bulk_set(Sku, [sku for action, sku, _f in plan.work if action == "update"], self.FIELDS)
+        bulk_create_with_history(creates, Sku, batch_size=1000, default_user=actor.user, default_change_reason="import")
+        updates = [sku for action, sku, _f in plan.work if action == "update"]
+        bulk_set(Sku, updates, self.FIELDS)
+        record_history(Sku, updates, actor)
         _skus_saved([sku.pk for action, sku, _f in plan.work if action == "update"])
 
 
@@ -526,6 +537,7 @@ class SafetyStockImport(ImportKind):
     def apply(self, plan, actor):
         self.check_permission(actor)
         bulk_set(Sku, plan.work, ["safety_stock", "emergency_buffer"])
+        record_history(Sku, plan.work, actor)
         _skus_saved([sku.pk for sku in plan.work])
 
 
@@ -598,6 +610,8 @@ class SkuMappingImport(ImportKind):
         creates = [m for created, m in plan.work if created]
         SkuMapping.objects.bulk_create(creates, batch_size=1000)
         bulk_set(SkuMapping, [m for created, m in plan.work if not created], ["sku", "platform_item_id"])
+        for _created, m in plan.work:  # the post_save sent below writes each history row (audit, issue 17)
+            m._history_user, m._change_reason = actor.user, "import"
         _saved(SkuMapping, plan.work)  # held orders re-resolve, channel stock is marked for a push
 
 

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
+from simple_history.models import HistoricalRecords
 
 from config.actors import Source
 from config.append_only import AppendOnlyQuerySet
@@ -40,6 +41,7 @@ class Warehouse(models.Model):
     )
     allocatable = models.BooleanField(_("参与分仓"), default=True)
     is_active = models.BooleanField(_("启用"), default=True)
+    history = HistoricalRecords()  # audit (issue 17): who changed what
 
     class Meta:
         verbose_name = _("仓库")
@@ -65,6 +67,7 @@ class Sku(models.Model):
     )
     tax_exempt = models.BooleanField(_("免税商品"), default=False)
     is_active = models.BooleanField(_("启用"), default=True)
+    history = HistoricalRecords()  # audit (issue 17): who changed what
 
     class Meta:
         verbose_name = _("SKU")
@@ -83,6 +86,7 @@ class SkuMapping(models.Model):
         help_text=_("回写库存时部分平台需要(淘宝 num_iid、拼多多 goods_id、抖音 product_id)"),
     )
     sku = models.ForeignKey(Sku, on_delete=models.PROTECT, related_name="mappings", verbose_name=_("SKU"))
+    history = HistoricalRecords()  # audit (issue 17): who changed what
 
     class Meta:
         verbose_name = _("SKU 映射")
@@ -222,6 +226,7 @@ class RoutingRule(models.Model):
     )
     is_active = models.BooleanField(_("启用"), default=True)
     note = models.CharField(_("备注"), max_length=255, blank=True)
+    history = HistoricalRecords()  # audit (issue 17): who changed what
 
     class Meta:
         verbose_name = _("分仓规则")

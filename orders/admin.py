@@ -28,6 +28,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from config.history_admin import ConfigHistoryAdmin
 from django.views.decorators.http import require_POST
 
 from config.admin_tools import (
@@ -118,7 +119,8 @@ class ShopAdminForm(forms.ModelForm):
 
 
 @admin.register(Shop)
-class ShopAdmin(OutOfScopeIs404Mixin, admin.ModelAdmin):
+class ShopAdmin(OutOfScopeIs404Mixin, ConfigHistoryAdmin):
+    history_list_display = ("secrets_changed",)  # which credentials changed, never their values
     form = ShopAdminForm
     list_display = ("code", "name", "platform", "currency", "ship_within_hours", "sync_enabled", "is_active")
     list_filter = ("platform", "sync_enabled", "is_active")
@@ -669,7 +671,8 @@ if admin.site.is_registered(User):
 
 
 @admin.register(User)
-class UserAdmin(auth_admin.UserAdmin):
+class UserAdmin(ConfigHistoryAdmin, auth_admin.UserAdmin):
+    history_list_display = ("secrets_changed",)  # "password" when it changed, never the hash
     inlines = (*auth_admin.UserAdmin.inlines, StaffProfileInline)
 
 from orders import admin_sync  # noqa: E402,F401  (sync health list, "sync now" on shops)

@@ -15,9 +15,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 from django_fsm import RETURN_VALUE, ConcurrentTransitionMixin, FSMField, transition
+from simple_history.models import HistoricalRecords
 
 from config.actors import Source
 from config.append_only import AppendOnlyQuerySet
+from config.history import SHOP_SECRET_FIELDS, SecretsChangedHistory, register_user_history
 
 
 class Platform(models.TextChoices):
@@ -53,6 +55,8 @@ class Shop(models.Model):
     allow_merge = models.BooleanField(_("允许合单"), default=True,
                                       help_text=_("同一买家同一地址的订单在拣货批次中合成一个包裹"))
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
+    # Audit (issue 17): who changed what; credentials excluded (only *which* changed is kept).
+    history = HistoricalRecords(excluded_fields=list(SHOP_SECRET_FIELDS), bases=[SecretsChangedHistory])
 
     class Meta:
         verbose_name = _("店铺")
@@ -482,6 +486,7 @@ class StaffProfile(models.Model):
                                    help_text=_("留空 = 全部店铺"))
     warehouses = models.ManyToManyField("inventory.Warehouse", blank=True, related_name="+", verbose_name=_("可见仓库"),
                                         help_text=_("留空 = 全部仓库"))
+    history = HistoricalRecords(m2m_fields=[shops, warehouses])  # audit (issue 17)
 
     class Meta:
         verbose_name = _("员工数据范围")
@@ -1056,3 +1061,6 @@ class OrderOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.kind}"
+
+
+register_user_history()  # audit (issue 17): staff accounts, their roles (groups) and permissions
