@@ -67,3 +67,16 @@ def fresh_security(db):
     reset()
     yield
     reset()
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Every test starts in the project's default language (zh-hans): a test that activates
+    English (directly or through a request with Accept-Language / the language cookie) must
+    not change what the next test in the same worker reads."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
