@@ -16,6 +16,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("h5/", include("portal.urls")),
+    path("pack/", include("orders.pack_urls")),
     path("api/v1/", include("config.api_urls")),
     path("hooks/carriers/", include("orders.carrier_hooks")),  # before any hooks/<platform>/<shop_code>/
     path("hooks/", include("orders.urls_hooks")),
