@@ -297,8 +297,13 @@ def pack_board(*, actor: Actor, warehouse: Warehouse, now: datetime | None = Non
     if actor.scope.shop_ids is not None:
         open_shipments = open_shipments.filter(order__shop_id__in=actor.scope.shop_ids)
     parcel_ids = set(ParcelOrder.objects.filter(shipment__in=open_shipments).values_list("parcel_id", flat=True))
-    units = [_unit_of_parcel(p) for p in Parcel.objects.select_related("batch", "warehouse").filter(
-        pk__in=parcel_ids).order_by("batch__created_at", "position", "id")]
+    members: dict[int, list[tuple[Order, Shipment]]] = defaultdict(list)
+    for m in ParcelOrder.objects.filter(parcel_id__in=parcel_ids, shipment__isnull=False).select_related(
+            "order", "shipment").order_by("order_id"):
+        members[m.parcel_id].append((m.order, m.shipment))
+    units = [_assemble(f"P{p.pk}", p.code, p.warehouse, p.batch.number, p.batch.created_at, members[p.pk])
+             for p in Parcel.objects.select_related("batch", "warehouse").filter(pk__in=parcel_ids).order_by(
+                 "batch__created_at", "position", "id")]
     units += [_unit_of_shipment(s) for s in open_shipments.filter(parcel_member__isnull=True).select_related(
         "order", "warehouse").order_by("created_at", "id")]
     units = [u for u in units if _in_scope(u, actor)

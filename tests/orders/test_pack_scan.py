@@ -391,3 +391,20 @@ def test_the_page_reads_in_english(world):
     assert 'lang="en"' in html and "Confirm packing" in html and "确认装箱" not in html
     refused = scan(c, key(world["parcel"]), "SKU-X")
     assert refused.status_code == 400
+
+
+def test_the_list_reads_in_a_fixed_number_of_queries(world):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    c = login(su_keeper(world))
+    c.get("/pack/")
+    with CaptureQueriesContext(connection) as few:
+        assert c.get("/pack/").status_code == 200
+    for i in range(8):
+        make(world["shop"], [(world["b"], 1)], phone=f"1370013{i:04d}", name=f"买家{i}")
+    batches.batch_build(warehouse=world["su"], actor=SYSTEM)
+    with CaptureQueriesContext(connection) as many:
+        html = c.get("/pack/").content.decode()
+    assert 'id="count-to-pack">9<' in html
+    assert len(many) == len(few)
