@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from config.actors import Actor, Source
-from config.errors import InvalidInput, NotFound, NotPermitted, TransitionNotAllowed
+from config.errors import NotFound, NotPermitted
 from inventory.audit import audit
 from inventory.models import StockLevel, StockMove
 from orders import batches, packing, services
@@ -143,7 +143,6 @@ def test_scan_pack_then_ship_moves_order_shipment_and_stock(world):
 def test_a_box_with_a_printed_label_ships_on_its_own_tracking_number_only(world):
     su = world["su"]
     o = make(world["shop"], [(world["b"], 1)], phone="13700137000", name="王五")
-    services_shipment = packing.Shipment.objects.none()  # noqa: F841 - readability
     from orders import shipping
     label = shipping.shipment_create(order=o, actor=SYSTEM, warehouse=su, carrier="YTO", tracking_number="YT900")
     c = login(su_keeper(world))
