@@ -145,7 +145,7 @@ class Results:
             "number": order.number, "detail": detail or self.label})
 
     def warn(self, order, detail):
-        self._say(messages.WARNING, gettext("%(number)s:%(detail)s") % {"number": order.number, "detail": detail})
+        self._say(messages.WARNING, f"{order.number}:{detail}")
 
     def refuse(self, order, reason):
         self.refused.append(order.number)
