@@ -44,6 +44,9 @@ from config.errors import DomainError
 from orders.masking import mask_address, mask_name, mask_phone
 from orders.models import Customer, Order, OrderEvent, OrderLine, OrderStatus, Shop, StaffProfile
 from orders.transitions import ACTIONS, Param
+from orders import admin_orderlist as orderlist
+
+ROW_ACTIONS_FLAG = "viewer_row_actions"
 
 PII_FLAG = "viewer_may_see_pii"
 MASKERS = {"phone": mask_phone, "name": mask_name, "address": mask_address}
@@ -394,12 +397,13 @@ def order_search(queryset: QuerySet[Order], term: str, *, may_see_pii: bool) -> 
 
 
 @admin.register(Order)
-class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
+class OrderAdmin(orderlist.OrderListMixin, OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     form = OrderAdminForm
     change_form_template = "admin/orders/order/change_form.html"
     inlines = (OrderLineInline, OrderEventInline)
     list_display = ("number", "shop", "platform", "platform_order_id", "status_display", "hold_reason",
-                    "amount", "receiver_name_display", "receiver_phone_display", "placed_at")
+                    "amount", "receiver_name_display", "receiver_phone_display", "placed_at",
+                    "ship_by_countdown", "row_actions")
     list_select_related = ("shop", "customer")
     # Shops offered as filter choices: only those of the orders the person may see.
     list_filter = ("status", ("shop", ShopWithOrdersFilter), "shop__platform", "hold_reason", "placed_at",
@@ -415,7 +419,9 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     masked_search_help_text = _("订单号、平台订单号或 SKU 编码")
     # No date_hierarchy: its year/month links read the distinct dates of every order in
     # the list (a full scan); the placing-time filter on the right needs no query.
-    actions = ("allocate_selected", "cancel_selected", "resolve_skus_selected")
+    actions = ("allocate_selected", "cancel_selected", "resolve_skus_selected",
+               "hold_selected", "release_selected", "print_pick_list_selected")
+    change_list_template = "admin/orders/order/change_list.html"
     list_per_page = 50
     # At a real seller's size: no COUNT(*) over the whole table on every page (the count
     # of the filtered list is bounded, see EstimatedCountPaginator), no facet counts.
@@ -437,7 +443,10 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
 
     # --- querysets, permissions ---------------------------------------------------------------
     def get_queryset(self, request):
-        return _with_pii_flag(selectors.order_list(actor=admin_actor(request)), request)
+        qs = _with_pii_flag(selectors.order_list(actor=admin_actor(request)), request)
+        # The actions this viewer's permissions allow, once per query (a constant, not a
+        # per-row lookup): `row_actions` keeps those the row's status allows.
+        return qs.annotate(**{ROW_ACTIONS_FLAG: Value(",".join(orderlist.permitted_row_actions(request.user)))})
 
     def get_search_fields(self, request):
         if selectors.can_view_pii(admin_actor(request)):
@@ -469,6 +478,15 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     def has_resolve_skus_permission(self, request):
         return request.user.has_perm("orders.release_order")
 
+    def has_hold_permission(self, request):
+        return request.user.has_perm("orders.hold_order")
+
+    def has_release_permission(self, request):
+        return request.user.has_perm("orders.release_order")
+
+    def has_pick_list_permission(self, request):
+        return request.user.has_perm(orderlist.PICK_PERMISSION)
+
     # --- change form: everything read-only except a note --------------------------------------
     def get_fieldsets(self, request, obj=None):
         fieldsets = [(name, {**opts, "fields": list(opts["fields"])}) for name, opts in self.fieldsets_all]
@@ -499,6 +517,14 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
     @admin.display(description=_("状态"), ordering="status")
     def status_display(self, obj):
         return status_badge(obj)
+
+    @admin.display(description=_("发货时限"))
+    def ship_by_countdown(self, obj):
+        return orderlist.countdown_html(obj)
+
+    @admin.display(description=_("可执行操作"))
+    def row_actions(self, obj):
+        return orderlist.row_actions_html(obj, getattr(obj, ROW_ACTIONS_FLAG, ""))
 
     @admin.display(description=_("实付金额"), ordering="paid_amount")
     def amount(self, obj):
@@ -541,6 +567,8 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
         view = self.admin_site.admin_view(require_POST(self.transition_view))
         return [
             path("<path:object_id>/transition/<str:name>/", view, name="orders_order_transition"),
+            path("<path:object_id>/chain-export/", self.admin_site.admin_view(self.chain_export_view),
+                 name="orders_order_chain_export"),
             *super().get_urls(),
         ]
 
@@ -586,33 +614,7 @@ class OrderAdmin(OutOfScopeIs404Mixin, PiiLookupGuardMixin, admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:orders_order_change", args=[order.pk]))
 
     # --- changelist actions: one service call per order, never a bulk update ------------------
-    def _run_each(self, request, queryset, name: str, verb: str, **params):
-        done, held = [], []
-        for order in queryset.order_by("pk"):
-            try:
-                result = services.order_transition(order=order, name=name, actor=admin_actor(request), params=params)
-            except DomainError as exc:
-                messages.error(request, f"{order.number}: {exc.message}")
-                continue
-            if name == "allocate" and result.status == OrderStatus.ON_HOLD:
-                held.append(f"{result.number}({result.hold_note or result.get_hold_reason_display()})")
-            else:
-                done.append(result.number)
-        if done:
-            messages.success(request, gettext("%(verb)s成功 %(count)d 单:%(numbers)s") % {
-                "verb": verb, "count": len(done), "numbers": "、".join(done)})
-        if held:
-            messages.warning(request, gettext("库存不足已挂起 %(count)d 单:%(numbers)s") % {
-                "count": len(held), "numbers": "、".join(held)})
-
-    @admin.action(description=_("分仓预占"), permissions=("allocate",))
-    def allocate_selected(self, request, queryset):
-        self._run_each(request, queryset, "allocate", gettext("分仓预占"))
-
-    @admin.action(description=_("取消"), permissions=("cancel",))
-    def cancel_selected(self, request, queryset):
-        self._run_each(request, queryset, "cancel", gettext("取消"), reason=gettext("后台批量取消"))
-
+    # (allocate, hold, cancel, release, print pick list: `orders.admin_orderlist.OrderListMixin`)
     @admin.action(description=_("按 SKU 映射重新匹配"), permissions=("resolve_skus",))
     def resolve_skus_selected(self, request, queryset):
         """After a mapping is fixed: match unmapped lines again; unblocked orders are

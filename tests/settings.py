@@ -29,3 +29,7 @@ AUTHENTICATION_BACKENDS = [
     "tests.auth_backends.AxesBackendAllowingTestClientLogin",
     *AUTHENTICATION_BACKENDS[1:],  # noqa: F405
 ]
+
+# The order list opens on a role's default filter (orders.admin_orderlist); off in tests so a
+# bare changelist GET shows every order, on in the tests of that feature.
+ORDER_LIST_ROLE_DEFAULTS = False

@@ -403,7 +403,8 @@ def test_posting_a_status_without_a_note_changes_nothing(paid_order):
 
 # --- changelist actions ---------------------------------------------------------------------
 def run_action(client, action: str, orders):
-    return client.post(reverse(CHANGELIST), {"action": action, "_selected_action": [o.pk for o in orders]}, follow=True)
+    return client.post(reverse(CHANGELIST), {"action": action, "_selected_action": [o.pk for o in orders],
+                                             "apply": "1", "reason": "买家要求"}, follow=True)
 
 
 def test_allocate_action_reports_each_order(sku):
@@ -415,7 +416,8 @@ def test_allocate_action_reports_each_order(sku):
     assert reload(short).status == S.ON_HOLD
     assert reload(unpaid).status == S.PENDING_PAYMENT
     msgs = messages_of(response)
-    assert any("成功 1 单" in m and good.number in m for m in msgs)
+    assert any(m.startswith(f"{good.number}:成功") for m in msgs)  # one message per order
+    assert any("成功 1 单" in m and "拒绝 1 单" in m and "共 3 单" in m for m in msgs)  # and a summary
     assert any(short.number in m and "挂起" in m for m in msgs)
     assert any(unpaid.number in m and "不能分仓预占" in m for m in msgs)
     assert audit() == []

@@ -286,7 +286,7 @@ def test_admin_transition_view_on_out_of_scope_order_is_404_and_changes_nothing(
 def test_admin_bulk_cancel_on_a_mixed_selection_touches_only_in_scope_orders(world, brand_a):
     mine, theirs = world["a_w1"], world["b_w1"]
     response = admin_client(brand_a).post(reverse(ORDER_CHANGELIST), {
-        "action": "cancel_selected", "_selected_action": [mine.pk, theirs.pk],
+        "action": "cancel_selected", "_selected_action": [mine.pk, theirs.pk], "apply": "1", "reason": "买家要求",
     })
     assert response.status_code == 302
     mine.refresh_from_db()
