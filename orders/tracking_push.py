@@ -39,6 +39,7 @@ from django.utils import timezone
 from config.actors import Actor
 from config.errors import NotPermitted
 from orders.models import Order, OrderStatus, Shipment, TrackingPush
+from orders.platforms.base import PlatformError
 from orders.platforms.client import PlatformCallFailed, PlatformClient, local_transport
 from orders.platforms.tracking import TrackingJob, TrackingLine, TrackingNotApplicable
 
@@ -173,6 +174,12 @@ def _send(push: TrackingPush) -> tuple[str, dict]:
         return "not_applicable", {"note": f"{push.platform}: 没有回传运单号的接口"}
     job = job_for(push)
     seen: dict[str, Any] = {}
+    try:  # pure: decides "nothing to push" and "unmapped carrier" before any address is needed
+        seen["request"] = _summary(adapter.build_tracking_push(job))
+    except TrackingNotApplicable as exc:
+        return "not_applicable", {"note": str(exc)[:255]}
+    except PlatformError as exc:
+        return ("retry" if exc.retryable else "failed"), {"last_error": f"{exc.platform}: {exc.code} {exc.message}"[:2000]}
     try:
         client = _client(push.shop, adapter)
     except PlatformCallFailed as exc:

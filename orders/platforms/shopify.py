@@ -268,6 +268,7 @@ class ShopifyAdapter(AdapterBase):
             return TrackingAnswer(done=True, reference=to_str((body.get("fulfillment") or {}).get("id")))
         location = to_str(self.credentials.extra.get("location_id"))
         wanted = {line.platform_line_id: line.quantity for line in job.lines if line.platform_line_id}
+        known = bool(wanted)  # without line ids (an order made here), the parcel fulfils what is open
         groups = []
         for fo in body.get("fulfillment_orders") or []:
             if to_str(fo.get("status")) not in ("open", "in_progress"):
@@ -278,7 +279,7 @@ class ShopifyAdapter(AdapterBase):
             for li in fo.get("line_items") or []:
                 left = to_int(li.get("fulfillable_quantity"), 0)
                 key = to_str(li.get("line_item_id"))
-                quantity = min(left, wanted.pop(key)) if key in wanted else (left if not job.lines else 0)
+                quantity = min(left, wanted.pop(key)) if key in wanted else (0 if known else left)
                 if quantity > 0:
                     lines.append({"id": to_int(li.get("id")), "quantity": quantity})
             if lines:
