@@ -391,6 +391,9 @@ class EventKind(models.TextChoices):
     # Emergency overrides by a supervisor: internal only (never in PUBLIC_WORDING).
     OVERRIDE_RELEASED = "override_released", _("紧急放行:解除系统挂起")
     OVERRIDE_SHIPPED = "override_shipped", _("紧急放行:无库存锁发货")
+    # Tracking numbers back to the platform (orders.tracking_push): internal only.
+    TRACKING_PUSHED = "tracking_pushed", _("运单号已回传平台")
+    TRACKING_PUSH_FAILED = "tracking_push_failed", _("运单号回传平台失败")
 
 
 # What the customer reads for each public kind: a fixed wording, plus only the safe data

@@ -36,8 +36,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.actors import Actor
+from config.actors import Actor, Source
 from config.errors import NotPermitted
+from orders import events
 from orders.models import Order, OrderStatus, Shipment, TrackingPush
 from orders.platforms.base import PlatformError
 from orders.platforms.client import PlatformCallFailed, PlatformClient, local_transport
@@ -46,6 +47,7 @@ from orders.platforms.tracking import TrackingJob, TrackingLine, TrackingNotAppl
 logger = logging.getLogger("orderhub.tracking_push")
 
 S = TrackingPush.Status
+JOB_ACTOR = Actor.system("tracking_push", Source.JOB)
 RETRY_PERMISSION = "orders.retry_trackingpush"  # 运营, 主管 (config/roles.py)
 VIEW_PERMISSION = "orders.view_trackingpush"  # 运营, 主管, 仓管
 MAX_ATTEMPTS = 8  # failed runs before a retryable error becomes `failed`
@@ -214,9 +216,11 @@ def _send(push: TrackingPush) -> tuple[str, dict]:
         client.close()
 
 
-def process(push_id: int, *, now: datetime | None = None, due_only: bool = True) -> str:
-    """Push one row if it is pending (and due); returns the outcome (see `PushReport`)."""
+def process(push_id: int, *, now: datetime | None = None, due_only: bool = True, actor: Actor | None = None) -> str:
+    """Push one row if it is pending (and due); returns the outcome (see `PushReport`). A
+    success and a final failure are internal events on the order's timeline."""
     now = now or timezone.now()
+    actor = actor or JOB_ACTOR
     if not _claim(push_id, now, due_only=due_only):
         return "skipped"
     push = TrackingPush.objects.select_related("shop", "order", "shipment").get(pk=push_id)
@@ -239,7 +243,15 @@ def process(push_id: int, *, now: datetime | None = None, due_only: bool = True)
     else:
         values.update(status=S.FAILED, next_attempt_at=None)
         outcome = "failed"
-    TrackingPush.objects.filter(pk=push_id).update(**values, updated_at=timezone.now())
+    with transaction.atomic():
+        TrackingPush.objects.filter(pk=push_id).update(**values, updated_at=timezone.now())
+        if outcome == "sent":
+            events.tracking_pushed(order=push.order, actor=actor, shipment_id=push.shipment_id, platform=push.platform,
+                                   tracking_number=push.tracking_number, reference=values["platform_reference"])
+        elif outcome == "failed":
+            events.tracking_push_failed(order=push.order, actor=actor, shipment_id=push.shipment_id,
+                                        platform=push.platform, tracking_number=push.tracking_number,
+                                        error=values.get("last_error", ""), attempts=attempts)
     if outcome == "failed":
         logger.warning("tracking push %s (%s %s) failed: %s", push_id, push.platform, push.tracking_number,
                        values.get("last_error"))
@@ -286,7 +298,7 @@ def retry_now(*, actor: Actor, push_ids: Iterable[int], now: datetime | None = N
             if row.status == S.FAILED:
                 TrackingPush.objects.filter(pk=push_id).update(
                     status=S.PENDING, attempts=min(row.attempts, MAX_ATTEMPTS - 1), next_attempt_at=now)
-        outcome = process(push_id, now=now, due_only=False)
+        outcome = process(push_id, now=now, due_only=False, actor=actor)
         report.add(outcome)
     logger.info("tracking push retry by %s: %s", actor.label, report.as_dict())
     return report

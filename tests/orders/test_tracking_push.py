@@ -22,7 +22,7 @@ from config.actors import Actor, Source
 from config.errors import NotPermitted
 from orders import services, shipping, tracking_push
 from orders.carriers.base import Scan, TrackingUpdate
-from orders.models import OrderLine, Platform, Shipment, TrackingPush
+from orders.models import OrderEvent, OrderLine, Platform, Shipment, TrackingPush
 from orders.platforms import douyin, jd, pdd, taobao, wechat
 from orders.tracking_push_tasks import push_tracking_numbers, retry_tracking_pushes
 from tests.factories import ShopFactory, SkuFactory, WarehouseFactory, make_order, scoped, staff, stock
@@ -96,6 +96,8 @@ def test_taobao_offline_send_is_signed_and_a_second_run_pushes_nothing(httpserve
     assert params["sign"] == taobao.sign({k: v for k, v in params.items() if k != "sign"}, "tb-secret")
     assert "sign" not in push.request_summary["params"] and "session" not in push.request_summary["params"]
     assert "tb-token" not in json.dumps(push.request_summary)
+    event = OrderEvent.objects.get(order=order, kind="tracking_pushed")  # internal: the buyer never reads it
+    assert not event.is_public and "YD123" in event.message and event.actor_label == "tracking_push"
 
     run(push)
     retry_tracking_pushes()
@@ -279,6 +281,8 @@ def test_an_unmapped_carrier_fails_at_once_without_a_call(httpserver, system):
     _order, push = ship(shop, system, carrier="LHWL", number="LH1")
     push = run(push)
     assert push.status == S.FAILED and "unmapped_carrier" in push.last_error and "LHWL" in push.last_error
+    event = OrderEvent.objects.get(order=_order, kind="tracking_push_failed")
+    assert not event.is_public and "LHWL" in event.message
     assert requests(httpserver) == []
 
 
@@ -421,6 +425,8 @@ def test_admin_list_and_retry_now_per_role(role, failed_push):
     response = client.post(url, {"action": "retry_selected", "_selected_action": [failed_push.pk]})
     failed_push.refresh_from_db()
     assert failed_push.status == (S.SENT if may_retry else S.FAILED)
+    pushed = OrderEvent.objects.filter(order=failed_push.order, kind="tracking_pushed")
+    assert [e.actor_label for e in pushed] == ([role] if may_retry else [])
 
 
 def test_retry_now_refused_in_the_service_and_scoped(failed_push):
