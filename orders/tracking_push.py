@@ -13,7 +13,8 @@ Outbox, like the stock push (`orders.stock_push`): durable rows, pushed after co
   and sends it with the platforms' HTTP client (`PlatformClient`: timeouts, 2^n s back-off,
   Retry-After, at most `CLIENT_ATTEMPTS` tries per run). A success is ``sent`` and never pushed
   again; a parcel the platform takes no number for is ``not_applicable`` (with the reason);
-  a permanent error (the platform refused, unmapped carrier) is ``failed`` at once; a
+  a permanent error (the platform refused, unmapped carrier, a shop without an address or
+  credentials — nothing is sent to a production gateway on a demo shop) is ``failed`` at once; a
   retryable one stays ``pending`` and waits 2, 4, 8 … minutes (at most `MAX_BACKOFF`) for the
   schedule, until `MAX_ATTEMPTS` runs failed: then ``failed``. Failed rows are listed in the
   admin, where 运营 and 主管 may "retry now" (`retry_now`, permission
@@ -184,8 +185,8 @@ def _send(push: TrackingPush) -> tuple[str, dict]:
         return ("retry" if exc.retryable else "failed"), {"last_error": f"{exc.platform}: {exc.code} {exc.message}"[:2000]}
     try:
         client = _client(push.shop, adapter)
-    except PlatformCallFailed as exc:
-        return "retry", {"last_error": exc.message[:2000]}
+    except PlatformCallFailed as exc:  # nowhere to send it: a configuration problem, not worth retrying
+        return "failed", {"last_error": exc.message[:2000]}
     try:
         for _step in range(MAX_STEPS):
             def attempt(job=job):

@@ -294,8 +294,7 @@ def test_a_shop_may_map_a_carrier_itself(httpserver, system):
     assert run(push).status == S.SENT and dict(requests(httpserver)[0].args)["company_code"] == "LHT"
 
 
-def test_a_real_platform_shop_without_address_or_credentials_is_never_called(system, monkeypatch):
-    monkeypatch.setattr(tracking_push, "MAX_ATTEMPTS", 1)
+def test_a_real_platform_shop_without_address_or_credentials_is_never_called(system):
     shop = ShopFactory(code="bare", platform=Platform.TAOBAO)
     _order, push = ship(shop, system)
     push = run(push)
