@@ -28,6 +28,7 @@ Outbox, like the stock push (`orders.stock_push`): durable rows, pushed after co
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
@@ -145,6 +146,18 @@ def _client(shop, adapter) -> PlatformClient:
                           transport=transport, **kwargs)
 
 
+_SECRET_IN_URL = re.compile(r"\b(session|access_token|sign|app_secret|client_secret)=[^&\s'\"<>]+", re.I)
+
+
+def scrub(text: str, shop) -> str:
+    """An error text as stored: credentials never kept (a platform or fake server may echo the URL)."""
+    text = _SECRET_IN_URL.sub(lambda m: f"{m.group(1)}=***", text or "")
+    for secret in (shop.access_token, shop.app_secret, shop.webhook_secret):
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
 def _summary(request) -> dict:
     params = {k: v for k, v in (request.params or {}).items() if k not in SECRET_PARAMS}
     return {"method": request.method, "path": request.path, "params": params, "body": request.body}
@@ -230,6 +243,8 @@ def process(push_id: int, *, now: datetime | None = None, due_only: bool = True,
     except Exception as exc:  # noqa: BLE001 - one row's bad data never stops the others
         logger.exception("tracking push %s failed", push_id)
         outcome, values = "retry", {"last_error": f"{type(exc).__name__}: {exc}"[:2000]}
+    if "last_error" in values:
+        values["last_error"] = scrub(values["last_error"], push.shop)
     attempts = push.attempts + (0 if outcome == "not_applicable" else 1)
     values.update(attempts=attempts, claimed_until=None)
     if outcome == "sent":

@@ -449,3 +449,12 @@ def test_retry_now_sends_a_failed_push_once(failed_push):
     assert tracking_push.retry_now(actor=ops, push_ids=[failed_push.pk]).skipped == 1  # sent: never again
     failed_push.refresh_from_db()
     assert failed_push.status == S.SENT
+
+
+def test_admin_detail_shows_the_summary_without_secrets(failed_push):
+    client = Client()
+    client.force_login(staff("operations"))
+    response = client.get(reverse("admin:orders_trackingpush_change", args=[failed_push.pk]))
+    html = response.content.decode()
+    assert response.status_code == 200 and "taobao.logistics.offline.send" in html
+    assert "tbadmin-token" not in html and "tbadmin-secret" not in html
