@@ -19,6 +19,8 @@ def _view(*models: str) -> list[str]:
 
 ORDER_VIEW = _view("orders.order", "orders.orderline", "orders.orderevent", "orders.customer", "orders.shop",
                    "orders.shipment", "orders.shipmentline", "orders.trackingevent")
+TRACKING_PUSH_VIEW = ["orders.view_trackingpush"]  # tracking numbers back to the platforms (issue 15)
+TRACKING_PUSH_RETRY = ["orders.view_trackingpush", "orders.retry_trackingpush"]
 CARRIER_CONFIG = ["orders.view_carrieraccount", "orders.add_carrieraccount", "orders.change_carrieraccount",
                   "orders.view_carrierpush"]
 STOCK_VIEW = _view("inventory.warehouse", "inventory.sku", "inventory.skumapping", "inventory.stocklevel", "inventory.reservation", "inventory.stockmove", "inventory.routingrule")
@@ -47,6 +49,7 @@ ROLES: dict[str, dict] = {
             "orders.hold_order",
             "orders.view_carrierpush",
             "orders.build_pickbatch",
+            *TRACKING_PUSH_VIEW,
             "inventory.receive_stock",
             "inventory.adjust_stock",
             "inventory.confirm_reservation",
@@ -70,6 +73,7 @@ ROLES: dict[str, dict] = {
             "orders.allocate_order", "orders.hold_order", "orders.release_order",
             "orders.build_pickbatch",
             *CARRIER_CONFIG,
+            *TRACKING_PUSH_RETRY,
         ],
     },
     "supervisor": {
@@ -87,6 +91,7 @@ ROLES: dict[str, dict] = {
             "orders.undo_customermerge",  # only a supervisor splits customers merged across platforms
             "orders.build_pickbatch",
             *CARRIER_CONFIG,
+            *TRACKING_PUSH_RETRY,
         ],
     },
 }

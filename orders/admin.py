@@ -132,7 +132,7 @@ class ShopAdmin(OutOfScopeIs404Mixin, ConfigHistoryAdmin):
     fieldsets = (
         (None, {"fields": ("platform", "code", "name", "is_active")}),
         (_("履约与同步"), {"fields": ("currency", "time_zone", "ship_within_hours", "sync_enabled",
-                                   "sync_interval_minutes", "api_base_url", "created_at")}),
+                                   "sync_interval_minutes", "api_base_url", "platform_extra", "created_at")}),
         (_("接口凭据"), {"classes": ("collapse",), "fields": ("app_key", *SECRET_FIELDS)}),
     )
 
@@ -687,3 +687,4 @@ from orders import admin_batches  # noqa: E402,F401  pick batches, pick and pack
 
 from orders import admin_exports  # noqa: E402,F401 - Excel exports (导出, 导出记录)
 from orders import admin_overrides  # noqa: E402,F401 - emergency overrides for review (issue 17)
+from orders import admin_trackingpush  # noqa: E402,F401  tracking numbers back to the platforms (issue 15)

@@ -294,3 +294,19 @@ def order_override_shipped(*, order: Order, from_status: str, actor: Actor, reas
                    message=message, data={"reason": reason, "warehouse": warehouse_code,
                                           "unreserved": [[c, q] for c, q in unreserved], "carrier": carrier,
                                           "tracking_number": tracking_number, "shipments": shipments or []})
+
+
+def tracking_pushed(*, order: Order, actor: Actor, shipment_id: int, platform: str, tracking_number: str,
+                    reference: str = "", at: datetime | None = None) -> OrderEvent:
+    """Internal: the platform recorded a parcel's tracking number (orders.tracking_push)."""
+    return _record(order=order, kind=K.TRACKING_PUSHED, actor=actor, at=at, to_status="",
+                   message=f"运单号 {tracking_number} 已回传 {platform}" + (f"({reference})" if reference else ""),
+                   data={"shipment": shipment_id, "tracking_number": tracking_number, "reference": reference})
+
+
+def tracking_push_failed(*, order: Order, actor: Actor, shipment_id: int, platform: str, tracking_number: str,
+                         error: str, attempts: int, at: datetime | None = None) -> OrderEvent:
+    """Internal: pushing a tracking number gave up (permanent error or out of tries); staff follow up."""
+    return _record(order=order, kind=K.TRACKING_PUSH_FAILED, actor=actor, at=at, to_status="",
+                   message=f"运单号 {tracking_number} 回传 {platform} 失败({attempts} 次): {error}"[:500],
+                   data={"shipment": shipment_id, "tracking_number": tracking_number, "attempts": attempts})

@@ -52,6 +52,9 @@ class Shop(models.Model):
                                     validators=[URLValidator(schemes=["http", "https"])],
                                     help_text=_("留空 = 平台正式网关;测试与沙箱可指向 http://127.0.0.1:…"))
     is_active = models.BooleanField(_("启用"), default=True)
+    # Per-shop adapter settings (Credentials.extra): Shopify shop_id/location_id, Amazon region/
+    # marketplace_ids/shop_id (seller), carrier_codes overrides … — no secrets here.
+    platform_extra = models.JSONField(_("平台参数"), default=dict, blank=True)
     allow_merge = models.BooleanField(_("允许合单"), default=True,
                                       help_text=_("同一买家同一地址的订单在拣货批次中合成一个包裹"))
     created_at = models.DateTimeField(_("创建时间"), auto_now_add=True)
@@ -388,6 +391,9 @@ class EventKind(models.TextChoices):
     # Emergency overrides by a supervisor: internal only (never in PUBLIC_WORDING).
     OVERRIDE_RELEASED = "override_released", _("紧急放行:解除系统挂起")
     OVERRIDE_SHIPPED = "override_shipped", _("紧急放行:无库存锁发货")
+    # Tracking numbers back to the platform (orders.tracking_push): internal only.
+    TRACKING_PUSHED = "tracking_pushed", _("运单号已回传平台")
+    TRACKING_PUSH_FAILED = "tracking_push_failed", _("运单号回传平台失败")
 
 
 # What the customer reads for each public kind: a fixed wording, plus only the safe data
@@ -1061,6 +1067,51 @@ class OrderOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} {self.kind}"
+
+
+class TrackingPush(models.Model):
+    """Outbox: one parcel's tracking number to push back to its platform (issue 15).
+
+    Written in the transaction that ships the parcel (`orders.tracking_push.enqueue`), pushed
+    after commit and by the retry schedule. Holds no secrets: request/response are summaries."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("待回传")
+        SENT = "sent", _("已回传")
+        FAILED = "failed", _("回传失败")
+        NOT_APPLICABLE = "not_applicable", _("无需回传")
+
+    shipment = models.OneToOneField(Shipment, on_delete=models.CASCADE, related_name="tracking_push",
+                                    verbose_name=_("包裹"))
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="tracking_pushes", verbose_name=_("订单"))
+    shop = models.ForeignKey(Shop, on_delete=models.PROTECT, related_name="tracking_pushes", verbose_name=_("店铺"))
+    platform = models.CharField(_("平台"), max_length=20)
+    carrier = models.CharField(_("快递公司"), max_length=20, blank=True)
+    tracking_number = models.CharField(_("运单号"), max_length=40, blank=True)
+    package_no = models.PositiveIntegerField(_("包裹序号"), default=1)
+    status = models.CharField(_("状态"), max_length=20, choices=Status.choices, default=Status.PENDING,
+                              db_index=True)
+    attempts = models.PositiveIntegerField(_("尝试次数"), default=0)
+    next_attempt_at = models.DateTimeField(_("下次尝试"), null=True, blank=True, db_index=True)
+    claimed_until = models.DateTimeField(_("处理中至"), null=True, blank=True)
+    last_error = models.TextField(_("最近错误"), blank=True)
+    note = models.CharField(_("说明"), max_length=255, blank=True)
+    request_summary = models.JSONField(_("请求摘要"), default=dict, blank=True)
+    response_summary = models.JSONField(_("响应摘要"), default=dict, blank=True)
+    platform_reference = models.CharField(_("平台记录号"), max_length=100, blank=True)
+    created_at = models.DateTimeField(_("创建时间"), default=timezone.now)
+    sent_at = models.DateTimeField(_("回传时间"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("更新时间"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("运单回传")
+        verbose_name_plural = pgettext_lazy("plural", "运单回传")
+        ordering = ["-created_at", "-id"]
+        permissions = [("retry_trackingpush", _("可重新回传运单号"))]
+        indexes = [models.Index(fields=["status", "next_attempt_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.platform}:{self.tracking_number} ({self.status})"
 
 
 register_user_history()  # audit (issue 17): staff accounts, their roles (groups) and permissions

@@ -77,6 +77,9 @@ def ship_parcels(*, order: Order, consumed: list[Reservation], warehouse: Wareho
         shipment.next_poll_at = at + FIRST_POLL_AFTER if shipment.tracking_number else None
         shipment.save()
         shipped.append(shipment)
+    from orders import tracking_push  # issue 15: tracking numbers back to the platform, in this transaction
+
+    tracking_push.enqueue(order=order, shipments=shipped, at=at)
     return shipped
 
 

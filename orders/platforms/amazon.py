@@ -40,6 +40,8 @@ from orders.platforms._intl_parsing import TokenCursor, header, iso_utc
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage, PlatformError
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
 from orders.platforms.parsing import ParseError, first, parse_time, required_id, to_bool, to_decimal, to_int, to_money, to_str
+from orders.platforms.tracking import (TrackingAnswer, TrackingJob, TrackingNotApplicable, carrier_code, line_ids,
+                                       raise_for_status)
 
 ENDPOINTS = {
     "na": "https://sellingpartnerapi-na.amazon.com",
@@ -289,6 +291,28 @@ class AmazonAdapter(AdapterBase):
             "PATCH", f"/listings/2021-08-01/items/{quote(seller, safe='')}/{quote(sku_id, safe='')}",
             {"marketplaceIds": self.marketplace_ids}, body, {**self._headers(), "Content-Type": "application/json"},
             "json")
+
+    def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
+        """``confirmShipment``: ``POST /orders/v0/orders/{orderId}/shipmentConfirmation`` with
+        ``marketplaceId`` and ``packageDetail`` (packageReferenceId, carrierCode,
+        trackingNumber, shipDate, orderItems [{orderItemId, quantity}]); answered 204. Every
+        parcel is its own package. From ordersV0.json / SP-API documentation (no fixture)."""
+        items = [{"orderItemId": line.platform_line_id, "quantity": line.quantity}
+                 for line in job.lines if line.platform_line_id]
+        if not items:
+            raise self.error("no_order_items", "the parcel has no Amazon OrderItemId to confirm")
+        body = {"marketplaceId": self.marketplace_ids.split(",")[0].strip(), "packageDetail": {
+            "packageReferenceId": str(job.package_no),
+            "carrierCode": carrier_code(self.code, job.carrier, self.credentials.extra),
+            "trackingNumber": job.tracking_number, "shipDate": iso_utc(job.shipped_at), "orderItems": items}}
+        return PlatformRequest("POST", f"/orders/v0/orders/{quote(job.platform_order_id, safe='')}/shipmentConfirmation",
+                               {}, body, {**self._headers(), "Content-Type": "application/json"}, "json")
+
+    def parse_tracking_push(self, job: TrackingJob, *, status: int, body, headers=None) -> TrackingAnswer:
+        error = error_from_response(status, body, headers)
+        if error:
+            raise error
+        return TrackingAnswer(done=True)
 
     def status_transition(self, platform_status: str, *, refund_status: str = "") -> str | None:
         return _transition(to_str(platform_status), to_str(refund_status))

@@ -50,6 +50,8 @@ from config.errors import InvalidInput
 from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
 from orders.platforms.parsing import ParseError, parse_time, split_region, to_int, to_money, to_str
+from orders.platforms.tracking import (TrackingAnswer, TrackingJob, TrackingNotApplicable, carrier_code, line_ids,
+                                       raise_for_status)
 
 MAX_ROWS = 20_000
 
@@ -391,6 +393,9 @@ class DistributorAdapter(AdapterBase):
 
     def build_stock_push(self, sku_id: str, quantity: int, *, item_id: str = "") -> PlatformRequest:
         raise NotImplementedError("distributors have no stock API")
+
+    def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
+        raise TrackingNotApplicable("分销商文件订单:没有平台接口,无需回传")
 
     def status_transition(self, platform_status: str, *, refund_status: str = "") -> str | None:
         mapped = STATUS.get(to_str(platform_status) or "已付款")

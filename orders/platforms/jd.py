@@ -41,6 +41,8 @@ from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
 from orders.platforms.parsing import (required_id, code, first, format_local, is_protected, parse_time, split_region, to_bool,
                                       to_int, to_money, to_str)
+from orders.platforms.tracking import (TrackingAnswer, TrackingJob, TrackingNotApplicable, carrier_code, line_ids,
+                                       raise_for_status)
 
 STATES = {"WAIT_SELLER_STOCK_OUT": T.PAY, "WAIT_SELLER_DELIVERY": T.PAY, "WAIT_GOODS_RECEIVE_CONFIRM": T.SHIP,
           "FINISHED_L": T.COMPLETE, "TRADE_CANCELED": T.CANCEL, "LOCKED": T.REFUND_REQUESTED,
@@ -90,6 +92,32 @@ class JdAdapter(AdapterBase):
     def build_stock_push(self, sku_id: str, quantity: int, *, item_id: str = "") -> PlatformRequest:
         return self.signed("jingdong.stock.write.updateSkuStock", {"skuId": to_int(sku_id),
                                                                    "stockNum": max(int(quantity), 0)})
+
+    def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
+        """``jingdong.pop.order.shipment`` (SOP 出库): order_id, logiCoprId (JD's logistics
+        company id), logiNo. One tracking number per order: additional parcels are not pushed.
+        From JD's public documentation (no fixture)."""
+        if job.additional:
+            raise TrackingNotApplicable("京东:每单只接收一个运单号,附加包裹未回传")
+        return self.signed("jingdong.pop.order.shipment", {
+            "order_id": to_int(job.platform_order_id), "logiNo": job.tracking_number,
+            "logiCoprId": carrier_code(self.code, job.carrier, self.credentials.extra)})
+
+    def parse_tracking_push(self, job: TrackingJob, *, status: int, body, headers=None) -> TrackingAnswer:
+        body = body if isinstance(body, dict) else {}
+        err = body.get("error_response")
+        if err:
+            message = to_str(first(err.get("zh_desc"), err.get("en_desc"), err.get("msg")))
+            raise self.error(err.get("code"), message, retryable=bool(_RETRY.search(
+                message + " " + to_str(err.get("en_desc")))))
+        raise_for_status(self.code, status, body)
+        inner = next((v for k, v in body.items() if k.startswith("jingdong_") and isinstance(v, dict)), body)
+        result = first(inner.get("sopjosshipment_result"), inner.get("sopjosshipmentResult")) or {}
+        if not to_bool(result.get("success"), False):
+            message = to_str(first(result.get("chineseErrCode"), result.get("englishErrCode"))) or str(body)[:200]
+            raise self.error(first(result.get("errorCode"), "not_success"), message,
+                             retryable=bool(_RETRY.search(message)))
+        return TrackingAnswer(done=True)
 
     def parse_list_response(self, body: dict, *, cursor: str = "") -> OrderPage:
         err = body.get("error_response")

@@ -29,6 +29,8 @@ from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
 from orders.platforms.parsing import (required_id, code, epoch_seconds, first, parse_time, split_region, to_bool, to_int, to_money,
                                       to_str)
+from orders.platforms.tracking import (TrackingAnswer, TrackingJob, TrackingNotApplicable, carrier_code, line_ids,
+                                       raise_for_status)
 
 ENCRYPTED_FIELDS = ("receiver_name", "receiver_phone", "receiver_address", "address", "contact_mobile", "pay_no",
                     "inner_transaction_id", "open_address_id", "open_address_id_2")
@@ -90,6 +92,25 @@ class PddAdapter(AdapterBase):
         """``pdd.goods.quantity.update`` with update_type=1 (全量); ``item_id`` is the goods_id."""
         return self.signed("pdd.goods.quantity.update", {
             "goods_id": item_id, "sku_id": sku_id, "quantity": max(int(quantity), 0), "update_type": 1})
+
+    def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
+        """``pdd.logistics.online.send`` (订单发货通知): order_sn, logistics_id, tracking_number.
+        One tracking number per order: additional parcels are not pushed. From PDD's public
+        documentation (no fixture beyond the error envelope)."""
+        if job.additional:
+            raise TrackingNotApplicable("拼多多:每单只接收一个运单号,附加包裹未回传")
+        return self.signed("pdd.logistics.online.send", {
+            "order_sn": job.platform_order_id, "tracking_number": job.tracking_number,
+            "logistics_id": carrier_code(self.code, job.carrier, self.credentials.extra)})
+
+    def parse_tracking_push(self, job: TrackingJob, *, status: int, body, headers=None) -> TrackingAnswer:
+        if isinstance(body, dict):
+            self.raise_for_error(body)  # error_response: 5xxxx / 7003x retryable, the rest permanent
+        raise_for_status(self.code, status, body)
+        answer = ((body or {}).get("logistics_online_send_response") or {})
+        if not to_bool(answer.get("is_success"), False):
+            raise self.error("not_success", f"no is_success in {str(body)[:200]}")
+        return TrackingAnswer(done=True)
 
     def raise_for_error(self, body: dict) -> None:
         err = body.get("error_response")

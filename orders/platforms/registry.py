@@ -53,8 +53,9 @@ def adapter_class(platform: str) -> type:
 
 
 def credentials_for(shop) -> Credentials:
+    extra = {str(k): v for k, v in (getattr(shop, "platform_extra", None) or {}).items()}  # per-shop settings
     return Credentials(app_key=shop.app_key or "", app_secret=shop.app_secret or "",
-                       access_token=shop.access_token or "")
+                       access_token=shop.access_token or "", shop_id=str(extra.get("shop_id", "")), extra=extra)
 
 
 def adapter_for(shop) -> PlatformAdapter:

@@ -50,6 +50,8 @@ from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import (AdapterBase, Credentials, PlatformRequest, PlatformTransition as T,
                                         utc_now)
 from orders.platforms.parsing import first, parse_time, required_id, split_region, to_bool, to_int, to_money, to_str
+from orders.platforms.tracking import (TrackingAnswer, TrackingJob, TrackingNotApplicable, carrier_code, line_ids,
+                                       raise_for_status)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -267,6 +269,10 @@ class SandboxPlatform:
             body = request.body or {}
             self.stock[to_str(body.get("sku_id"))] = to_int(body.get("quantity"))
             return {"ok": True}
+        if request.method == "POST" and request.path == "/shipments":  # a tracking number pushed back
+            body = request.body or {}
+            self.shipments = [*getattr(self, "shipments", []), dict(body)]
+            return {"ok": True, "recorded": f"{to_str(body.get('order_id'))}/{to_int(body.get('package_no'), 1)}"}
         return {"error": {"code": "not_found", "message": f"{request.method} {request.path}"}}
 
 
@@ -297,6 +303,18 @@ class SandboxAdapter(AdapterBase):
     def build_stock_push(self, sku_id: str, quantity: int, *, item_id: str = "") -> PlatformRequest:
         return PlatformRequest("POST", "/stock", {}, {"sku_id": sku_id, "quantity": max(int(quantity), 0)},
                                {"Content-Type": "application/json"}, "json")
+
+    def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
+        """Recorded by `SandboxPlatform.handle` in-process (no network); any carrier code."""
+        return PlatformRequest("POST", "/shipments", {}, {
+            "order_id": job.platform_order_id, "carrier": job.carrier, "tracking_number": job.tracking_number,
+            "package_no": job.package_no}, {"Content-Type": "application/json"}, "json")
+
+    def parse_tracking_push(self, job: TrackingJob, *, status: int, body, headers=None) -> TrackingAnswer:
+        err = (body or {}).get("error") if isinstance(body, dict) else None
+        if err:
+            raise self.error(err.get("code"), err.get("message"))
+        return TrackingAnswer(done=True, reference=to_str((body or {}).get("recorded")))
 
     def status_transition(self, platform_status: str, *, refund_status: str = "") -> str | None:
         status = to_str(platform_status)

@@ -36,6 +36,8 @@ from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
 from orders.platforms.parsing import (required_id, code, first, format_local, is_protected, parse_time, split_region, to_bool,
                                       to_int, to_money, to_str)
+from orders.platforms.tracking import (TrackingAnswer, TrackingJob, TrackingNotApplicable, carrier_code, line_ids,
+                                       raise_for_status)
 
 TRADE_FIELDS = (
     "tid,status,type,created,modified,pay_time,consign_time,end_time,payment,total_fee,post_fee,discount_fee,"
@@ -129,6 +131,29 @@ class TaobaoAdapter(AdapterBase):
         if item_id:
             business["sku_id"] = sku_id
         return self.signed("taobao.item.quantity.update", business)
+
+    def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
+        """``taobao.logistics.offline.send`` (自己联系物流): tid, out_sid, company_code. A parcel
+        that is only part of the trade is sent as a split (``is_split=1``, ``sub_tid`` = the
+        parcel's oids); an additional parcel without oids cannot be told apart and is not pushed.
+        From TOP's public documentation (no fixture)."""
+        business = {"tid": job.platform_order_id, "out_sid": job.tracking_number,
+                    "company_code": carrier_code(self.code, job.carrier, self.credentials.extra)}
+        oids = line_ids(job)
+        if job.package_count > 1 and oids:
+            business.update({"is_split": 1, "sub_tid": ",".join(oids)})
+        elif job.additional:
+            raise TrackingNotApplicable("淘宝:附加包裹没有子订单号(oid),未回传")
+        return self.signed("taobao.logistics.offline.send", business)
+
+    def parse_tracking_push(self, job: TrackingJob, *, status: int, body, headers=None) -> TrackingAnswer:
+        if isinstance(body, dict):
+            self.raise_for_error(body)  # isp.* / code 7: retryable; isv.*: permanent
+        raise_for_status(self.code, status, body)
+        shipping = ((body or {}).get("logistics_offline_send_response") or {}).get("shipping") or {}
+        if not to_bool(shipping.get("is_success"), False):
+            raise self.error("not_success", f"no is_success in {str(body)[:200]}")
+        return TrackingAnswer(done=True)
 
     # --- responses ----------------------------------------------------------------------
     def raise_for_error(self, body: dict) -> None:

@@ -55,6 +55,14 @@ SCHEDULES: list[dict] = [
         "minutes": 15,
     },
     {
+        # Every 2 minutes: tracking numbers not yet pushed back to the platform (missed by the
+        # on-commit task, or waiting for their 2^n-minute retry). Rows are claimed with a lease.
+        "name": "tracking push retry",
+        "func": "orders.tracking_push_tasks.retry_tracking_pushes",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 2,
+    },
+    {
         "name": "webhook inbox retry",
         "func": "orders.webhook_tasks.retry_webhook_events",
         "schedule_type": Schedule.MINUTES,
