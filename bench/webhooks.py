@@ -80,23 +80,67 @@ def build_world(order: dict) -> None:
         stock_services.stock_receive(warehouse=warehouse, sku=sku, quantity=10_000_000, actor=actor, reason="bench")
 
 
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams: the load generator shares the 2
+    cores with the server and the cluster, and httpx costs several times more CPU per request."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> int:
+        if self.writer is None:
+            await self.open()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Length: {len(body)}\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n")
+        self.writer.write(head.encode("latin-1") + body)
+        raw_head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = raw_head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        if "content-length" not in fields:
+            raise RuntimeError(f"answer without Content-Length: {fields}")
+        await self.reader.readexactly(int(fields["content-length"]))
+        if fields.get("connection", "").lower() == "close":
+            self.close()
+        return status
+
+
 class Sender:
     def __init__(self, order: dict, base_url: str):
-        self.order = order
-        self.url = f"{base_url}/hooks/shopify/{SHOP}/"
+        host, port = base_url.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
+        self.path = f"/hooks/shopify/{SHOP}/"
         self.next_id = 9_000_000_000
         self.answers: list[float] = []
         self.statuses: dict[int, int] = {}
         self.errors: list[str] = []
         self.sent: dict[str, str] = {}  # delivery id → platform order id
+        order = copy.deepcopy(order)
+        order["id"], order["name"] = 1_234_567_890_123, "#B1234567890123"
+        order["updated_at"] = order["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        # Each order from its own buyer (a customer id and a valid phone of its own), as a shop's
+        # orders are: the sample's buyer repeated thousands of times is not a seller's traffic.
+        if isinstance(order.get("customer"), dict):
+            order["customer"]["id"] = 1_234_567_890_123
+        for key in ("shipping_address", "billing_address"):
+            if isinstance(order.get(key), dict):
+                order[key]["phone"] = "+1 646 PHONE77"
+        # The ids and the phone are put in by replacing these placeholders.
+        self.template = json.dumps(order).encode()
 
     def make(self) -> tuple[bytes, dict[str, str], str, str]:
         self.next_id += 1
-        order = copy.deepcopy(self.order)
-        order["id"] = self.next_id
-        order["name"] = f"#B{self.next_id}"
-        order["updated_at"] = order["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-        raw = json.dumps(order).encode()
+        raw = (self.template.replace(b"1234567890123", str(self.next_id).encode())
+               .replace(b"PHONE77", str(2_000_000 + self.next_id % 8_000_000).encode()))
         delivery = str(uuid.uuid4())
         signature = base64.b64encode(hmac.new(SECRET.encode(), raw, hashlib.sha256).digest()).decode()
         headers = {"Content-Type": "application/json", "X-Shopify-Topic": "orders/create",
@@ -104,37 +148,64 @@ class Sender:
                    "X-Shopify-Shop-Domain": f"{SHOP}.myshopify.com"}
         return raw, headers, delivery, str(self.next_id)
 
-    async def post_one(self, client) -> None:
+    async def post_one(self, conn: Connection, scheduled: float | None = None) -> None:
+        """One delivery; its latency counts from ``scheduled`` (open loop: when the platform
+        wanted to send it, so time spent waiting for a free connection is counted too)."""
         raw, headers, delivery, order_id = self.make()
-        started = time.perf_counter()
+        started = time.perf_counter() if scheduled is None else scheduled
         try:
-            response = await client.post(self.url, content=raw, headers=headers)
+            status = await conn.post(self.path, raw, headers)
         except Exception as exc:  # noqa: BLE001 - counted and shown
+            conn.close()
             self.errors.append(f"{type(exc).__name__}: {exc}")
             return
         self.answers.append((time.perf_counter() - started) * 1000)
-        self.statuses[response.status_code] = self.statuses.get(response.status_code, 0) + 1
-        if response.status_code == 200:
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if status == 200:
             self.sent[delivery] = order_id
 
     async def run(self, *, senders: int, seconds: float, rate: float) -> float:
-        import httpx
-
-        limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-            deadline = time.perf_counter() + seconds
-
-            async def one_sender(i: int) -> None:
-                await asyncio.sleep(i / max(1, senders) / max(rate, 1))  # spread the start
+        """Closed loop (``rate`` 0): each sender posts again as soon as it is answered. Open loop
+        (``rate`` > 0): deliveries arrive at ``rate`` per second in total (Poisson arrivals, as
+        independent buyers' orders do), each taken by a free sender of ``senders``."""
+        conns = [Connection(self.host, self.port) for _ in range(senders)]
+        for conn in conns:
+            await conn.open()
+        started = time.perf_counter()
+        deadline = started + seconds
+        if rate <= 0:
+            async def closed(conn: Connection) -> None:
                 while time.perf_counter() < deadline:
-                    started = time.perf_counter()
-                    await self.post_one(client)
-                    if rate > 0:
-                        await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - started)))
+                    await self.post_one(conn)
 
-            started = time.perf_counter()
-            await asyncio.gather(*(one_sender(i) for i in range(senders)))
-            return time.perf_counter() - started
+            await asyncio.gather(*(closed(conn) for conn in conns))
+        else:
+            import random
+
+            arrivals = random.Random(14)
+            queue: asyncio.Queue = asyncio.Queue()
+
+            async def produce() -> None:
+                at = started
+                while True:
+                    at += arrivals.expovariate(rate)
+                    if at >= deadline:
+                        break
+                    delay = at - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    queue.put_nowait(at)
+                for _ in conns:
+                    queue.put_nowait(None)
+
+            async def paced(conn: Connection) -> None:
+                while (at := await queue.get()) is not None:
+                    await self.post_one(conn, scheduled=at)
+
+            await asyncio.gather(produce(), *(paced(conn) for conn in conns))
+        for conn in conns:
+            conn.close()
+        return time.perf_counter() - started
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:
@@ -150,11 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--senders", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--rate", type=float, default=1,
-                        help="deliveries per second per sender (0: closed loop, as fast as answered)")
+    parser.add_argument("--load", choices=["closed", "open", "both"], default="both",
+                        help="closed loop (senders post again as soon as answered), open loop (at --rate), or both")
+    parser.add_argument("--rate", type=float, default=200,
+                        help="open loop: deliveries per second offered in total (Poisson arrivals)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread or sync)")
     parser.add_argument("--q-workers", type=int, default=2)
     parser.add_argument("--cluster-nice", type=int, default=0,
                         help="run the cluster at this nice level (answers before processing on a busy machine)")
@@ -197,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     manage = [sys.executable, str(_common.REPO_ROOT / "manage.py")]
     children = [
         subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi:application", "-b", f"127.0.0.1:{args.port}",
-                          "-w", str(args.web_workers), "-k", "gthread", "--threads", str(args.threads),
+                          "-w", str(args.web_workers), "-k", args.worker_class, "--threads", str(args.threads),
                           "--log-level", "warning"], cwd=_common.REPO_ROOT, env=env),
     ]
     if not args.no_cluster:
@@ -227,8 +301,62 @@ def _server_up(base: str) -> bool:
         return False
 
 
-def run(args, order: dict, children) -> int:
+def _load_label(args, rate: float) -> str:
+    if rate <= 0:
+        return f"closed loop: {args.senders} senders, each posts again as soon as answered"
+    return (f"open loop: {rate:g} deliveries/s offered (Poisson arrivals), up to {args.senders} in flight; "
+            f"latency counted from the scheduled send time")
+
+
+def run_phase(args, order: dict, base: str, rate: float, first_id: int) -> tuple[int, dict]:
     from orders.models import Order, WebhookEvent, WebhookStatus
+
+    finished = [WebhookStatus.DONE, WebhookStatus.FAILED, WebhookStatus.DEAD]
+    sender = Sender(order, base)
+    sender.next_id = first_id
+    label = _load_label(args, rate)
+    print(f"--- {label}; {args.seconds:g} s; load average {os.getloadavg()[0]:.1f}", flush=True)
+    elapsed = asyncio.run(sender.run(senders=args.senders, seconds=args.seconds, rate=rate))
+    answers = sorted(sender.answers)
+    accepted = len(sender.sent)
+    p50, p99 = _common.percentile(answers, 50), _common.percentile(answers, 99)
+    print(f"answers: {len(answers)} in {elapsed:.1f} s ({len(answers) / elapsed:.0f}/s"
+          + (f", offered {rate:g}/s" if rate > 0 else "") + f"), statuses {sender.statuses}, errors {len(sender.errors)}"
+          + (f" (first: {sender.errors[0]})" if sender.errors else "")
+          + f"; latency p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {answers[-1] if answers else 0:.1f} ms", flush=True)
+    figures = {"label": "closed" if rate <= 0 else f"open {rate:g}/s", "answers_per_s": len(answers) / elapsed,
+               "p50": p50, "p99": p99}
+    events = WebhookEvent.objects.filter(event_id__in=list(sender.sent))
+    if args.no_cluster:
+        stored = events.count()
+        print(f"inbox: {stored} rows for {accepted} accepted deliveries (no cluster: nothing processed)", flush=True)
+        return (0 if stored == accepted and not sender.errors else 1), figures
+    drain_started = time.monotonic()
+    wait_until(lambda: events.filter(status__in=finished).count() >= accepted, args.drain_timeout,
+               "the cluster to process every delivery")
+    drained = time.monotonic() - drain_started
+    rows = list(events.values_list("event_id", "received_at", "processed_at"))
+    by_order = {sender.sent[e]: (received, processed) for e, received, processed in rows}
+    created = dict(Order.objects.filter(platform_order_id__in=list(by_order)).values_list("platform_order_id",
+                                                                                           "created_at"))
+    # Lower bound: the order row's created_at (taken when it is built, before its transaction
+    # commits). Upper bound: the inbox row's processed_at (written after the order's transaction
+    # committed and it was allocated). The order became visible in between.
+    visible = sorted((created[o] - r).total_seconds() * 1000 for o, (r, _p) in by_order.items() if o in created)
+    processed = sorted((p - r).total_seconds() * 1000 for o, (r, p) in by_order.items() if o in created and p)
+    statuses = {s: events.filter(status=s).count() for s in WebhookStatus.values}
+    allocated = Order.objects.filter(platform_order_id__in=list(by_order), status="allocated").count()
+    v50, v99 = _common.percentile(visible, 50), _common.percentile(visible, 99)
+    d50, d99 = _common.percentile(processed, 50), _common.percentile(processed, 99)
+    print(f"processing: {len(visible)} orders of {accepted} accepted, inbox {statuses}, allocated {allocated}; "
+          f"backlog drained {drained:.1f} s after the load; receipt → order created p50 {v50:.0f} ms, p99 {v99:.0f} ms; "
+          f"receipt → event done (order committed and allocated) p50 {d50:.0f} ms, p99 {d99:.0f} ms", flush=True)
+    figures.update(v50=v50, v99=v99, d50=d50, d99=d99)
+    return (0 if len(visible) == accepted and not sender.errors else 1), figures
+
+
+def run(args, order: dict, children) -> int:
+    from orders.models import WebhookEvent, WebhookStatus
 
     base = f"http://127.0.0.1:{args.port}"
     wait_until(lambda: _server_up(base) or any(c.poll() is not None for c in children), 60, "the web server")
@@ -239,52 +367,29 @@ def run(args, order: dict, children) -> int:
     # Warm-up (not measured): both processes up, connections open, code paths imported.
     warm = Sender(order, base)
     warm.next_id = 8_000_000_000
-    asyncio.run(warm.run(senders=4, seconds=1.0, rate=5))
+    asyncio.run(warm.run(senders=4, seconds=1.0, rate=20))
     if not warm.sent:
         raise _common.BenchError(SCRIPT, f"warm-up deliveries were not accepted: {warm.statuses} {warm.errors[:1]}")
     if not args.no_cluster:
         wait_until(lambda: WebhookEvent.objects.filter(status__in=finished).count() >= len(warm.sent), 60,
                    "the cluster to process the warm-up")
-    warm_ids = set(warm.sent)
-
-    sender = Sender(order, base)
-    mode = "as fast as answered" if args.rate <= 0 else f"{args.rate:g}/s each"
-    print(f"load: {args.senders} senders for {args.seconds:g} s ({mode}); gunicorn {args.web_workers}×{args.threads} "
-          f"threads, qcluster {args.q_workers} workers on Redis", flush=True)
-    elapsed = asyncio.run(sender.run(senders=args.senders, seconds=args.seconds, rate=args.rate))
-    answers = sorted(sender.answers)
-    accepted = len(sender.sent)
-    print(f"answers: {len(answers)} in {elapsed:.1f} s ({len(answers) / elapsed:.0f}/s), statuses {sender.statuses}, "
-          f"errors {len(sender.errors)}; latency p50 {_common.percentile(answers, 50):.1f} ms, "
-          f"p99 {_common.percentile(answers, 99):.1f} ms, max {answers[-1] if answers else 0:.1f} ms", flush=True)
-
-    events = WebhookEvent.objects.exclude(event_id__in=warm_ids)
-    if args.no_cluster:
-        stored = events.count()
-        print(f"webhooks: {accepted} deliveries from {args.senders} senders ({mode}), {stored} inbox rows, no cluster: "
-              f"answer p50 {_common.percentile(answers, 50):.1f} ms / p99 {_common.percentile(answers, 99):.1f} ms "
-              f"(goal ≤ {GOAL_ANSWER_P99_MS})", flush=True)
-        return 0 if stored == accepted and not sender.errors else 1
-    drain_started = time.monotonic()
-    wait_until(lambda: events.filter(status__in=finished).count() >= accepted, args.drain_timeout,
-               "the cluster to process every delivery")
-    drained = time.monotonic() - drain_started
-    received = dict(events.values_list("event_id", "received_at"))
-    by_order = {sender.sent[e]: received[e] for e in received if e in sender.sent}
-    created = dict(Order.objects.filter(platform_order_id__in=list(by_order)).values_list("platform_order_id",
-                                                                                           "created_at"))
-    visible = sorted((created[o] - by_order[o]).total_seconds() * 1000 for o in by_order if o in created)
-    statuses = {s: events.filter(status=s).count() for s in WebhookStatus.values}
-    allocated = Order.objects.filter(platform_order_id__in=list(by_order), status="allocated").count()
-    print(f"processing: {len(visible)} orders visible of {accepted} accepted, inbox {statuses}, allocated {allocated}; "
-          f"backlog drained {drained:.1f} s after the load; receipt → visible p50 "
-          f"{_common.percentile(visible, 50):.0f} ms, p99 {_common.percentile(visible, 99):.0f} ms", flush=True)
-    p99 = _common.percentile(answers, 99)
-    v50 = _common.percentile(visible, 50)
-    print(f"webhooks: {accepted} deliveries from {args.senders} senders ({mode}): answer p50 "
-          f"{_common.percentile(answers, 50):.1f} ms / p99 {p99:.1f} ms (goal ≤ {GOAL_ANSWER_P99_MS}); receipt → visible "
-          f"p50 {v50:.0f} ms / p99 {_common.percentile(visible, 99):.0f} ms (goal p50 ≤ {GOAL_VISIBLE_P50_MS})", flush=True)
-    return 0 if len(visible) == accepted and not sender.errors else 1
+    print(f"server: gunicorn {args.web_workers} workers × {args.threads} threads ({args.worker_class}); "
+          + ("no cluster" if args.no_cluster else f"qcluster {args.q_workers} workers on Redis"), flush=True)
+    rates = {"closed": [0.0], "open": [args.rate], "both": [0.0, args.rate]}[args.load]
+    code, results = 0, []
+    for i, rate in enumerate(rates):
+        phase_code, figures = run_phase(args, order, base, rate, first_id=9_000_000_000 + i * 100_000_000)
+        code |= phase_code
+        results.append(figures)
+    parts = []
+    for f in results:
+        part = f"{f['label']}: {f['answers_per_s']:.0f} answers/s, answer p50 {f['p50']:.1f} / p99 {f['p99']:.1f} ms"
+        if "v50" in f:
+            part += (f", receipt → visible p50 {f['v50']:.0f}–{f['d50']:.0f} / p99 {f['v99']:.0f}–{f['d99']:.0f} ms")
+        parts.append(part)
+    print(f"webhooks ({args.senders} senders, {args.seconds:g} s each, load avg {os.getloadavg()[0]:.1f}; goals answer "
+          f"p99 ≤ {GOAL_ANSWER_P99_MS} ms, visible p50 ≤ {GOAL_VISIBLE_P50_MS} ms): " + "; ".join(parts), flush=True)
+    return code
 
 
 if __name__ == "__main__":

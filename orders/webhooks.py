@@ -361,5 +361,8 @@ class PlatformHookFastPath:
                 match = None
             if match is not None and match.namespace == "hooks" and match.url_name == "platform":
                 request.resolver_match = match
-                return match.func(request, *match.args, **match.kwargs)
+                response = match.func(request, *match.args, **match.kwargs)
+                if not response.streaming and not response.has_header("Content-Length"):
+                    response.headers["Content-Length"] = str(len(response.content))  # as CommonMiddleware
+                return response
         return self.get_response(request)
