@@ -1,21 +1,34 @@
 """bench/webhooks.py — the platform webhook path under load (PostgreSQL + the Redis broker).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/orderhub REDIS_URL=redis://127.0.0.1:6379/0 \\
-        .venv/bin/python bench/webhooks.py [--senders 50] [--seconds 10] [--rate 0] [--port 8765]
-        [--web-workers 2] [--threads 16] [--q-workers 2] [--database NAME]
+        .venv/bin/python bench/webhooks.py [--load both|closed|open] [--rate 200] [--senders 50]
+        [--seconds 10] [--port 8765] [--web-workers 2] [--threads 16] [--worker-class gthread]
+        [--q-workers 2] [--cluster-nice 0] [--no-cluster] [--database NAME]
 
 Uses its own database (`<dbname>_bench`, created and migrated if missing; its order tables are
-emptied) and purges the Redis queue it is given. Starts a real web server (gunicorn, gthread
-workers, DEBUG off) and a real `qcluster` on the Redis broker, as production runs them, then
-`--senders` concurrent senders post signed Shopify `orders/create` webhooks (the real
-order.single.json sample, each with its own order id and delivery id) for `--seconds`
-seconds: as fast as they are answered (`--rate 0`), or each at `--rate` deliveries per second.
-The three SKUs are mapped and in stock, so each order goes the whole way: inbox → task →
-adapter → upsert → customer match → allocation.
+emptied) and purges the Redis queue it is given. Starts a real web server (gunicorn, DEBUG off)
+and a real `qcluster` on the Redis broker, as production runs them, then posts signed Shopify
+`orders/create` webhooks (the real order.single.json sample, each with its own order id, buyer
+and delivery id) for `--seconds` seconds per phase, through `--senders` keep-alive connections:
 
-Prints the answer latency seen by the senders (p50/p99/max) and receipt → order visible
-(the inbox row's `received_at` to the order's `created_at`, both taken by the application on
-this machine) p50/p99, once every delivery has been processed. Last line: the summary.
+- closed loop (`--load closed`): each sender posts again as soon as it is answered. Latency
+  is then concurrency / throughput (50 senders at 400 answers/s = 125 ms whatever the code
+  does), so this measures the throughput ceiling, not what a platform sees;
+- open loop (`--load open`): deliveries arrive at `--rate` per second in total (Poisson), as a
+  platform pushes them per event, whether or not earlier ones were answered; latency counts
+  from the scheduled send time (waiting for a free sender included).
+
+`--load both` (the default) runs the two, one after the other. The three SKUs are mapped and in
+stock, so each order goes the whole way: inbox → drain task → adapter → bulk upsert → customer
+match → allocation.
+
+Prints per phase the answer latency (p50/p99/max), and receipt → order visible p50/p99: from
+the inbox row's `received_at` to the moment a watcher thread polling the orders table from its
+own connection (every 10 ms) first sees the order; with two bounds beside it (the order row's
+`created_at`, taken before its transaction commits, and the inbox row's `processed_at`, after
+the order is committed and allocated). All clocks are this machine's. Last line: the summary.
+The load generator shares the machine's cores with the server and the cluster: it is a lean
+asyncio HTTP/1.1 client, not httpx, to take as little of them as it can.
 """
 
 from __future__ import annotations
@@ -210,9 +223,12 @@ class Sender:
 
 
 class Watcher(threading.Thread):
-    """Polls the orders table from its own connection and notes when each order first shows."""
+    """Polls the orders table from its own connection and notes when each order first shows.
+    Each poll looks back `WINDOW` ids below the highest seen: concurrent transactions commit
+    their ids out of order (a drain's batch can commit after a later-numbered one)."""
 
     INTERVAL = 0.01
+    WINDOW = 500
 
     def __init__(self):
         super().__init__(daemon=True)
@@ -231,7 +247,7 @@ class Watcher(threading.Thread):
         last = Order.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
         try:
             while not self._halt.is_set():
-                rows = list(Order.objects.filter(pk__gt=last).values_list("pk", "platform_order_id"))
+                rows = list(Order.objects.filter(pk__gt=last - self.WINDOW).values_list("pk", "platform_order_id"))
                 now = time.time()
                 for pk, platform_order_id in rows:
                     self.seen.setdefault(platform_order_id, now)
