@@ -2,10 +2,13 @@
 
 The request does as little as it can: find the shop, read at most
 ``settings.WEBHOOK_MAX_BODY_BYTES`` of the body, check the signature over the raw bytes, check
-that the body is JSON, store one `orders.models.WebhookEvent` row and answer. Processing (the
-adapter's normalization and `orders.ingest`) runs later in a django-q2 task
-(`orders.webhook_tasks.process_webhook_event`), enqueued when the row is committed; the
-"webhook inbox retry" schedule picks up whatever that task did not finish.
+that the body is JSON, store one `orders.models.WebhookEvent` row (one autocommitted INSERT:
+it is durable before the answer) and answer. It skips the middleware it does not use
+(`PlatformHookFastPath`). Processing (the adapter's normalization and `orders.ingest`) runs
+later in a django-q2 task that drains the inbox in batches
+(`orders.webhook_tasks.drain_webhook_inbox`); a delivery only makes sure one is queued
+(`request_drain`: one Redis SET NX, a task only when none is queued). The "webhook inbox
+retry" schedule picks up whatever the drains did not finish.
 
 Answers, in the order they are decided:
 
