@@ -244,14 +244,23 @@ class Watcher(threading.Thread):
 
         from orders.models import Order
 
-        last = Order.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        # Every id up to `floor` has been seen: the next poll reads from there (or from the
+        # window below the highest id, if a rolled-back id leaves a hole), so a poll costs
+        # about the rows that are new, not the whole window.
+        floor = last = Order.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        pks: set[int] = set()
         try:
             while not self._halt.is_set():
-                rows = list(Order.objects.filter(pk__gt=last - self.WINDOW).values_list("pk", "platform_order_id"))
+                rows = list(Order.objects.filter(pk__gt=max(floor, last - self.WINDOW))
+                            .exclude(pk__in=[pk for pk in pks if pk > floor]).values_list("pk", "platform_order_id"))
                 now = time.time()
                 for pk, platform_order_id in rows:
                     self.seen.setdefault(platform_order_id, now)
+                    pks.add(pk)
                     last = max(last, pk)
+                while floor + 1 in pks:
+                    floor += 1
+                pks = {pk for pk in pks if pk > floor}
                 self._halt.wait(self.INTERVAL)
         finally:
             connection.close()
