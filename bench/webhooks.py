@@ -266,6 +266,30 @@ class Watcher(threading.Thread):
             connection.close()
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU of a process and its live descendants (Linux /proc; 0 elsewhere)."""
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        parents, cpu = {}, {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+    except (OSError, ValueError):
+        return 0.0
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(child for child, parent in parents.items() if parent == pid)
+    return total
+
+
 def wait_until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -366,7 +390,7 @@ def _load_label(args, rate: float) -> str:
             f"latency counted from the scheduled send time")
 
 
-def run_phase(args, order: dict, base: str, rate: float, first_id: int) -> tuple[int, dict]:
+def run_phase(args, order: dict, base: str, rate: float, first_id: int, children) -> tuple[int, dict]:
     from orders.models import Order, WebhookEvent, WebhookStatus
 
     finished = [WebhookStatus.DONE, WebhookStatus.FAILED, WebhookStatus.DEAD]
@@ -377,7 +401,10 @@ def run_phase(args, order: dict, base: str, rate: float, first_id: int) -> tuple
     watcher = None if args.no_cluster else Watcher()
     if watcher:
         watcher.start()
+    web_cpu = tree_cpu_seconds(children[0].pid)
+    cluster_cpu = tree_cpu_seconds(children[1].pid) if len(children) > 1 else 0.0
     elapsed = asyncio.run(sender.run(senders=args.senders, seconds=args.seconds, rate=rate))
+    web_cpu = tree_cpu_seconds(children[0].pid) - web_cpu
     answers = sorted(sender.answers)
     accepted = len(sender.sent)
     p50, p99 = _common.percentile(answers, 50), _common.percentile(answers, 99)
@@ -389,6 +416,7 @@ def run_phase(args, order: dict, base: str, rate: float, first_id: int) -> tuple
                "p50": p50, "p99": p99}
     events = WebhookEvent.objects.filter(event_id__in=list(sender.sent))
     if args.no_cluster:
+        print(f"CPU: web server {web_cpu / max(1, len(answers)) * 1000:.2f} ms per answer", flush=True)
         stored = events.count()
         print(f"inbox: {stored} rows for {accepted} accepted deliveries (no cluster: nothing processed)", flush=True)
         return (0 if stored == accepted and not sender.errors else 1), figures
@@ -397,6 +425,7 @@ def run_phase(args, order: dict, base: str, rate: float, first_id: int) -> tuple
                "the cluster to process every delivery")
     drained = time.monotonic() - drain_started
     watcher.stop()
+    cluster_cpu = tree_cpu_seconds(children[1].pid) - cluster_cpu
     rows = list(events.values_list("event_id", "received_at", "processed_at"))
     by_order = {sender.sent[e]: (received, processed) for e, received, processed in rows}
     created = dict(Order.objects.filter(platform_order_id__in=list(by_order)).values_list("platform_order_id",
@@ -415,6 +444,8 @@ def run_phase(args, order: dict, base: str, rate: float, first_id: int) -> tuple
     d50, d99 = _common.percentile(processed, 50), _common.percentile(processed, 99)
     print(f"processing: {len(created)} orders of {accepted} accepted, inbox {statuses}, allocated {allocated}; "
           f"backlog drained {drained:.1f} s after the load", flush=True)
+    print(f"CPU (PostgreSQL's not counted): web server {web_cpu / max(1, len(answers)) * 1000:.2f} ms per answer, "
+          f"cluster {cluster_cpu / max(1, accepted) * 1000:.2f} ms per processed delivery", flush=True)
     print(f"receipt → order visible to another connection (polled every {Watcher.INTERVAL * 1000:.0f} ms, "
           f"{len(visible)} seen) p50 {v50:.0f} ms, p99 {v99:.0f} ms  [order row built: p50 {c50:.0f} / p99 {c99:.0f} ms; "
           f"inbox event done, order allocated: p50 {d50:.0f} / p99 {d99:.0f} ms]", flush=True)
@@ -445,7 +476,8 @@ def run(args, order: dict, children) -> int:
     rates = {"closed": [0.0], "open": [args.rate], "both": [0.0, args.rate]}[args.load]
     code, results = 0, []
     for i, rate in enumerate(rates):
-        phase_code, figures = run_phase(args, order, base, rate, first_id=9_000_000_000 + i * 100_000_000)
+        phase_code, figures = run_phase(args, order, base, rate, first_id=9_000_000_000 + i * 100_000_000,
+                                        children=children)
         code |= phase_code
         results.append(figures)
     parts = []
