@@ -94,6 +94,9 @@ class IngestReport:
     failures: list[tuple[int, str]] = field(default_factory=list)  # (1-based position, reason)
     order_ids: list[int] = field(default_factory=list)  # orders created or updated
     allocation_errors: list[tuple[int, str]] = field(default_factory=list)  # (order id, reason)
+    # 1-based position → (created | updated | unchanged, order id or None): lets a caller that
+    # ingested several sources' payloads together (the webhook inbox drain) tell each its outcome.
+    outcomes: dict[int, tuple[str, int | None]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return f"created={self.created} updated={self.updated} unchanged={self.unchanged} failed={self.failed}"
@@ -541,7 +544,7 @@ def _one(shop: Shop, position: int, data: NormalizedOrder, actor: Actor, report:
     except Exception as exc:  # noqa: BLE001 — one bad payload never loses its neighbours
         _fail(shop, position, exc, report)
         return
-    _count(result, report, to_allocate)
+    _count(result, report, to_allocate, position)
 
 
 def _fail(shop: Shop, position: int, exc: Exception, report: IngestReport) -> None:
@@ -551,8 +554,10 @@ def _fail(shop: Shop, position: int, exc: Exception, report: IngestReport) -> No
     report.failures.append((position, _reason(exc)))
 
 
-def _count(result: UpsertResult, report: IngestReport, to_allocate: list[int]) -> None:
+def _count(result: UpsertResult, report: IngestReport, to_allocate: list[int], position: int | None = None) -> None:
     setattr(report, result.outcome, getattr(report, result.outcome) + 1)
+    if position is not None:
+        report.outcomes[position] = (result.outcome, result.order.pk)
     if result.outcome != UNCHANGED:
         report.order_ids.append(result.order.pk)
     if result.allocate:
@@ -633,6 +638,7 @@ def _ingest_batch(shop: Shop, items: list[tuple[int, NormalizedOrder]], actor: A
         if first and pid in stored:
             if _unchanged(data, *stored[pid]):
                 report.unchanged += 1  # what `_update` decides first, without a transaction
+                report.outcomes[position] = (UNCHANGED, None)
             else:
                 rest.append((position, data))
             continue
@@ -654,7 +660,8 @@ def _ingest_batch(shop: Shop, items: list[tuple[int, NormalizedOrder]], actor: A
             rest.extend((n.position, n.data) for n in new)
         else:
             for n in new:
-                _count(UpsertResult(CREATED, n.order, allocate=_wants_allocation(n.order)), report, to_allocate)
+                _count(UpsertResult(CREATED, n.order, allocate=_wants_allocation(n.order)), report, to_allocate,
+                       n.position)
     else:
         rest.extend((n.position, n.data) for n in new)
     for position, data in sorted(rest, key=lambda item: item[0]):

@@ -2,10 +2,13 @@
 
 The request does as little as it can: find the shop, read at most
 ``settings.WEBHOOK_MAX_BODY_BYTES`` of the body, check the signature over the raw bytes, check
-that the body is JSON, store one `orders.models.WebhookEvent` row and answer. Processing (the
-adapter's normalization and `orders.ingest`) runs later in a django-q2 task
-(`orders.webhook_tasks.process_webhook_event`), enqueued when the row is committed; the
-"webhook inbox retry" schedule picks up whatever that task did not finish.
+that the body is JSON, store one `orders.models.WebhookEvent` row (one autocommitted INSERT:
+it is durable before the answer) and answer. It skips the middleware it does not use
+(`PlatformHookFastPath`). Processing (the adapter's normalization and `orders.ingest`) runs
+later in a django-q2 task that drains the inbox in batches
+(`orders.webhook_tasks.drain_webhook_inbox`); a delivery only makes sure one is queued
+(`request_drain`: one Redis SET NX, a task only when none is queued). The "webhook inbox
+retry" schedule picks up whatever the drains did not finish.
 
 Answers, in the order they are decided:
 
@@ -46,8 +49,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from contextlib import nullcontext
+
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -151,7 +156,9 @@ def store_event(*, shop: Shop, raw_body: bytes, headers: Mapping[str, str]) -> R
     digest = hashlib.sha256(raw_body).hexdigest()
     now = timezone.now()
     try:
-        with transaction.atomic():
+        # Outside a transaction the INSERT commits by itself: one round trip, not BEGIN/INSERT/
+        # COMMIT. Inside one (a caller's, a test's) a savepoint keeps a duplicate from breaking it.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             event = WebhookEvent.objects.create(
                 shop=shop, platform=shop.platform,
                 topic=_first_header(headers, (scheme.topic_header,), limit=100),
@@ -175,6 +182,12 @@ def store_event(*, shop: Shop, raw_body: bytes, headers: Mapping[str, str]) -> R
 
 
 _broker = None
+# "A drain task is queued or running" (Redis broker only). Set with SET NX by the first delivery
+# that finds it unset, cleared by the drain before its last look at the inbox. The expiry only
+# matters if a drain dies without clearing it: deliveries then queue a new one after this long
+# (and the retry sweep takes anything left after `UNCLAIMED_GRACE_SECONDS`).
+DRAIN_SIGNAL_KEY = "orderhub:webhooks:drain-queued"
+DRAIN_SIGNAL_TTL_SECONDS = 10
 
 
 def _get_broker():
@@ -188,18 +201,49 @@ def _get_broker():
     return _broker
 
 
-def enqueue_processing(event_pk: int) -> None:
-    """Hand the event to a worker. If the broker is down the row stays ``received`` and the
-    retry sweep takes it after `UNCLAIMED_GRACE_SECONDS`: the sender is answered either way."""
+def _signal_store():
+    """The Redis connection of the broker, or None (ORM broker: no coalescing, a drain per event)."""
+    from django_q.brokers.redis_broker import Redis
+
+    broker = _get_broker()
+    return broker.connection if isinstance(broker, Redis) else None
+
+
+def clear_drain_signal() -> None:
     try:
+        store = _signal_store()
+        if store is not None:
+            store.delete(DRAIN_SIGNAL_KEY)
+    except Exception:  # noqa: BLE001 - the key expires by itself
+        logger.warning("webhook drain signal could not be cleared", exc_info=True)
+
+
+def request_drain() -> None:
+    """Make sure a drain task (`orders.webhook_tasks.drain_webhook_inbox`) will look at the
+    inbox: queue one unless one is already queued or running (one Redis SET NX per delivery
+    instead of a pickled, signed task per delivery). If the broker is down the rows stay
+    ``received`` and the retry sweep takes them after `UNCLAIMED_GRACE_SECONDS`: the sender is
+    answered either way."""
+    store = None
+    try:
+        store = _signal_store()
+        if store is not None and not store.set(DRAIN_SIGNAL_KEY, "1", nx=True, ex=DRAIN_SIGNAL_TTL_SECONDS):
+            return  # the queued (or running) drain will see this event
         from django_q.tasks import async_task
 
-        # save=False: the inbox row is the record of the outcome; a saved success per webhook
+        # save=False: the inbox rows are the record of the outcome; a saved success per drain
         # would also make the monitor prune the success table (a locked scan) every time.
-        async_task("orders.webhook_tasks.process_webhook_event", event_pk,
-                   task_name=f"webhook-{event_pk}", group="webhooks", save=False, broker=_get_broker())
+        async_task("orders.webhook_tasks.drain_webhook_inbox", task_name="webhook-drain", group="webhooks",
+                   save=False, broker=_get_broker())
     except Exception:  # noqa: BLE001 - the inbox row is the durable copy
-        logger.exception("webhook %s: could not enqueue; the retry sweep will pick it up", event_pk)
+        logger.exception("webhook drain could not be queued; the retry sweep will pick the events up")
+        if store is not None:
+            clear_drain_signal()  # the next delivery tries again
+
+
+def enqueue_processing(event_pk: int) -> None:
+    """Hand a stored (or replayed) event to the workers: a drain takes it with its neighbours."""
+    request_drain()
 
 
 REPLAY_INLINE_LIMIT = 20  # processed in the admin request; more are queued for the workers
@@ -292,3 +336,36 @@ def platform_hook(request: HttpRequest, platform: str, shop_code: str) -> JsonRe
         return _error(400, "malformed", "body is not a JSON object or list")
     receipt = store_event(shop=shop, raw_body=raw, headers=request.headers)
     return JsonResponse({"status": "duplicate" if receipt.duplicate else "stored", "id": receipt.event.pk})
+
+
+# --- the lean path -------------------------------------------------------------------------------
+
+class PlatformHookFastPath:
+    """Middleware, right after ``SecurityMiddleware``: a request for a platform hook
+    (``/hooks/<platform>/<shop_code>/``) goes straight to `platform_hook`, skipping the rest of
+    the stack — whitenoise, sessions, locale, CSRF (the view is exempt), auth, messages, history,
+    frame options, the portal's headers, axes — none of which a signed machine-to-machine POST
+    uses. SSL redirect and the security headers still apply (they run before this); an error in
+    the view is still Django's 500. Any other path (``/hooks/carriers/…`` included) takes the
+    whole stack."""
+
+    PREFIX = "/hooks/"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest):
+        if request.path_info.startswith(self.PREFIX):
+            from django.urls import Resolver404, resolve
+
+            try:
+                match = resolve(request.path_info)
+            except Resolver404:
+                match = None
+            if match is not None and match.namespace == "hooks" and match.url_name == "platform":
+                request.resolver_match = match
+                response = match.func(request, *match.args, **match.kwargs)
+                if not response.streaming and not response.has_header("Content-Length"):
+                    response.headers["Content-Length"] = str(len(response.content))  # as CommonMiddleware
+                return response
+        return self.get_response(request)
