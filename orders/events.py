@@ -294,3 +294,9 @@ def order_override_shipped(*, order: Order, from_status: str, actor: Actor, reas
                    message=message, data={"reason": reason, "warehouse": warehouse_code,
                                           "unreserved": [[c, q] for c, q in unreserved], "carrier": carrier,
                                           "tracking_number": tracking_number, "shipments": shipments or []})
+
+
+def record_many(fields: list[dict], *, batch_size: int = 500) -> list[OrderEvent]:
+    """Append many events (each built by an `*_fields` helper) in bulk inserts. The timeline
+    stays append-only: its trigger refuses UPDATE and DELETE, inserts are what it is for."""
+    return OrderEvent.objects.bulk_create([OrderEvent(**f) for f in fields], batch_size=batch_size)
