@@ -387,17 +387,22 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
             quiet.append(shipment)
     if quiet:
         Shipment.objects.bulk_update(quiet, ["last_scan_at", "updated_at"], batch_size=BATCH_PAIRS)
+    stale: set[int] = set()  # parcels an earlier step may have changed (another parcel of their order shipped)
     for sid, step in steps:
         if sid in changing:
-            _apply_step(order_of[sid], sid, step, actor=actor, result=result)
+            _apply_step(orders[order_of[sid]], shipments, sid, step, stale=stale, actor=actor, result=result)
     return result
 
 
-def _apply_step(order_id: int, shipment_id: int, step: _Step, *, actor: Actor, result: TrackingResult) -> None:
-    """One update's effect on a parcel that changes state (the rows locked by `apply_updates`;
-    read again here, as an earlier step may have moved the order or this parcel)."""
-    order = services._lock_pk(order_id)
-    shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
+def _apply_step(order: Order, shipments: dict[int, Shipment], shipment_id: int, step: _Step, *, stale: set[int],
+                actor: Actor, result: TrackingResult) -> None:
+    """One update's effect on a parcel that changes state. The order and the parcel are the
+    rows `apply_updates` locked (the order is changed in place by the services, so it stays
+    current; a parcel is read again once another parcel of its order has shipped)."""
+    if shipment_id in stale:
+        shipments[shipment_id] = Shipment.objects.select_for_update().get(pk=shipment_id)
+        stale.discard(shipment_id)
+    shipment = shipments[shipment_id]
     shipment.last_scan_at = step.newest_at
     if step.target is None:
         shipment.save(update_fields=["last_scan_at", "updated_at"])
@@ -408,10 +413,10 @@ def _apply_step(order_id: int, shipment_id: int, step: _Step, *, actor: Actor, r
             shipment.save(update_fields=["last_scan_at", "updated_at"])
             return  # the order is not ready to ship (e.g. still being allocated): staff decide
         warehouse = Warehouse.objects.filter(pk=shipment.warehouse_id).first()
-        order = services._ship_locked(order, actor=actor, warehouse=warehouse, carrier=shipment.carrier,
-                                      tracking_number=shipment.tracking_number, at=step.first_at or step.at,
-                                      parcel=shipment)
-        shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
+        services._ship_locked(order, actor=actor, warehouse=warehouse, carrier=shipment.carrier,
+                              tracking_number=shipment.tracking_number, at=step.first_at or step.at, parcel=shipment)
+        stale.update(pk for pk, s in shipments.items() if s.order_id == order.pk and pk != shipment_id)
+        shipment = shipments[shipment_id] = Shipment.objects.select_for_update().get(pk=shipment_id)
         shipment.last_scan_at = step.newest_at
         result.transitions.append(f"{shipment.pk}:shipped")
     # Then the parcel's state.
@@ -445,8 +450,7 @@ def _move(order: Order, shipment: Shipment, target: str, *, at: datetime, actor:
         shipment.deliver()
         shipment.delivered_at = at
         shipment.next_poll_at = None
-        shipment.save()
-        result.transitions.append(f"{shipment.pk}:delivered")
+        result.transitions.append(f"{shipment.pk}:delivered")  # saved by the caller
         others_away = Shipment.objects.filter(order=order).exclude(pk=shipment.pk).exclude(
             status__in=[SH.DELIVERED, SH.RETURNED]).exists()
         if not others_away and order.status == OrderStatus.SHIPPED:
