@@ -243,6 +243,7 @@ def main(argv=None) -> int:
     single = updates[:min(args.single, len(updates))]  # pushes carrying one parcel each, the worst case
     rest = updates[len(single):]
     result = shipping.TrackingResult()
+    connection.queries_log = type(connection.queries_log)(maxlen=1_000_000)  # count every statement
     with CaptureQueriesContext(connection) as queries:
         t = time.perf_counter()
         for update in single:
@@ -254,6 +255,7 @@ def main(argv=None) -> int:
             result.merge(shipping.record_tracking(updates=rest[start:start + args.push_size], actor=actor))
         dt = time.perf_counter() - t
     n_rest = len(queries.captured_queries) - n_single
+    sql_rest = sum(float(q["time"]) for q in queries.captured_queries[n_single:])
     delivered = sum(1 for x in result.transitions if x.endswith(":delivered") and not x.startswith("order:"))
     rate = len(rest) / dt if rest else 0.0
     if single:
@@ -261,7 +263,8 @@ def main(argv=None) -> int:
               f"{len(single) / t_single:.0f} scans/s; {n_single / len(single):.1f} SQL statements per scan",
               flush=True)
     print(f"pushes: {len(rest)} scans, {args.push_size} per push, in {dt:.2f} s = {rate:.0f} scans/s "
-          f"(goal ≥ {GOAL_SCANS_PER_SECOND:.0f}); {n_rest / max(1, len(rest)):.2f} SQL statements per scan; "
+          f"(goal ≥ {GOAL_SCANS_PER_SECOND:.0f}); {n_rest / max(1, len(rest)):.2f} SQL statements per scan "
+          f"({sql_rest:.2f} s waiting on SQL); "
           f"all {len(updates)}: {result.scans_added} stored, {result.duplicates} duplicates dropped, "
           f"{len(result.transitions)} transitions ({delivered} parcels delivered), {len(result.unmatched)} unmatched; "
           f"load average {os.getloadavg()[0]:.1f}",

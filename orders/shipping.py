@@ -388,14 +388,27 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
     if quiet:
         Shipment.objects.bulk_update(quiet, ["last_scan_at", "updated_at"], batch_size=BATCH_PAIRS)
     stale: set[int] = set()  # parcels an earlier step may have changed (another parcel of their order shipped)
+    away = _away({order_of[sid] for sid in changing})
     for sid, step in steps:
         if sid in changing:
-            _apply_step(orders[order_of[sid]], shipments, sid, step, stale=stale, actor=actor, result=result)
+            _apply_step(orders[order_of[sid]], shipments, sid, step, stale=stale, away=away, actor=actor,
+                        result=result)
     return result
 
 
+def _away(order_ids) -> dict[int, set[int]]:
+    """Per order, its parcels not yet at the end (delivered or returned): when the last one
+    is delivered, the order is. Kept up to date by `_apply_step` (the orders are locked)."""
+    away: dict[int, set[int]] = {pk: set() for pk in order_ids}
+    if away:
+        for order_id, pk in Shipment.objects.filter(order_id__in=sorted(away)).exclude(
+                status__in=[SH.DELIVERED, SH.RETURNED]).values_list("order_id", "pk"):
+            away[order_id].add(pk)
+    return away
+
+
 def _apply_step(order: Order, shipments: dict[int, Shipment], shipment_id: int, step: _Step, *, stale: set[int],
-                actor: Actor, result: TrackingResult) -> None:
+                away: dict[int, set[int]], actor: Actor, result: TrackingResult) -> None:
     """One update's effect on a parcel that changes state. The order and the parcel are the
     rows `apply_updates` locked (the order is changed in place by the services, so it stays
     current; a parcel is read again once another parcel of its order has shipped)."""
@@ -416,16 +429,23 @@ def _apply_step(order: Order, shipments: dict[int, Shipment], shipment_id: int, 
         services._ship_locked(order, actor=actor, warehouse=warehouse, carrier=shipment.carrier,
                               tracking_number=shipment.tracking_number, at=step.first_at or step.at, parcel=shipment)
         stale.update(pk for pk, s in shipments.items() if s.order_id == order.pk and pk != shipment_id)
+        away.update(_away([order.pk]))  # shipping may have created parcels
         shipment = shipments[shipment_id] = Shipment.objects.select_for_update().get(pk=shipment_id)
         shipment.last_scan_at = step.newest_at
         result.transitions.append(f"{shipment.pk}:shipped")
     # Then the parcel's state.
-    _move(order, shipment, step.target, at=step.at, actor=actor, note=step.note, result=result)
+    _move(order, shipment, step.target, at=step.at, actor=actor, note=step.note, result=result,
+          away=away[order.pk])
     shipment.save()
+    if shipment.status in (SH.DELIVERED, SH.RETURNED):
+        away[order.pk].discard(shipment.pk)
 
 
 def _move(order: Order, shipment: Shipment, target: str, *, at: datetime, actor: Actor, note: str,
-          result: TrackingResult) -> None:
+          result: TrackingResult, away: set[int] | None = None) -> None:
+    """Move a parcel one step towards `target` (and its order when its last parcel is
+    delivered). `away`: the order's parcels not yet delivered or returned, if the caller keeps
+    them (else they are read)."""
     T = TrackingState
     if target in (T.IN_TRANSIT, T.OUT_FOR_DELIVERY) and can_proceed(shipment.move):
         shipment.move()
@@ -451,8 +471,8 @@ def _move(order: Order, shipment: Shipment, target: str, *, at: datetime, actor:
         shipment.delivered_at = at
         shipment.next_poll_at = None
         result.transitions.append(f"{shipment.pk}:delivered")  # saved by the caller
-        others_away = Shipment.objects.filter(order=order).exclude(pk=shipment.pk).exclude(
-            status__in=[SH.DELIVERED, SH.RETURNED]).exists()
+        others_away = (bool(away - {shipment.pk}) if away is not None else Shipment.objects.filter(
+            order=order).exclude(pk=shipment.pk).exclude(status__in=[SH.DELIVERED, SH.RETURNED]).exists())
         if not others_away and order.status == OrderStatus.SHIPPED:
             services._deliver_locked(order, actor=actor, at=at)
             result.transitions.append(f"order:{order.number}:delivered")
