@@ -4,6 +4,8 @@ Each push is verified with the provider's own scheme first (a bad or missing sig
 401 and nothing is stored), then stored raw in the durable inbox (`CarrierPush`), then
 processed — inline for now, idempotently: scans are deduplicated by key, so a push
 processed twice (a retry, or the carrier sending it again) changes nothing the second time.
+All the parcels of one push go through `shipping.record_tracking` together (scans applied in
+batches, in one transaction with the push's status: a push that fails leaves no scan behind).
 A push that fails to process stays in the inbox as `failed` and is retried by
 `orders.tracking_tasks.retry_failed_pushes`; the carrier still gets its acknowledgement,
 because the push is safely stored.

@@ -310,3 +310,9 @@ def tracking_push_failed(*, order: Order, actor: Actor, shipment_id: int, platfo
     return _record(order=order, kind=K.TRACKING_PUSH_FAILED, actor=actor, at=at, to_status="",
                    message=f"运单号 {tracking_number} 回传 {platform} 失败({attempts} 次): {error}"[:500],
                    data={"shipment": shipment_id, "tracking_number": tracking_number, "attempts": attempts})
+
+
+def record_many(fields: list[dict], *, batch_size: int = 500) -> list[OrderEvent]:
+    """Append many events (each built by an `*_fields` helper) in bulk inserts. The timeline
+    stays append-only: its trigger refuses UPDATE and DELETE, inserts are what it is for."""
+    return OrderEvent.objects.bulk_create([OrderEvent(**f) for f in fields], batch_size=batch_size)

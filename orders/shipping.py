@@ -4,11 +4,14 @@
   order, consumes the reservations and moves the order): it creates, or takes the open,
   shipment of each warehouse that shipped, with its lines, and ships it.
 - `shipment_transition` lets staff pick and pack a parcel before it leaves.
-- `apply_tracking` stores a carrier's scans (duplicates dropped, ordered by their own time)
+- `record_tracking` stores a carrier's scans (duplicates dropped, ordered by their own time)
   and moves the shipment and the order: the first scan of a parcel that has not left yet
   ships it (the order becomes shipped or partially shipped), delivered delivers it (the
   order is delivered when every parcel is), exception flags it (an internal event and a
   notification), returned marks it returned. Each new scan is a public timeline event.
+  Scans are applied in batches (`apply_updates`: up to 500 scans per transaction, a fixed
+  number of statements per batch); only the parcels whose state changes go through the
+  per-shipment transitions.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from inventory.models import Reservation, Warehouse
 from orders import events, services
 from orders.carriers import codes
 from orders.carriers.base import RANK, TrackingUpdate
-from orders.models import (SHIPMENT_AWAY, CarrierAccount, Order, OrderEvent, OrderStatus, Shipment, ShipmentLine,
+from orders.models import (SHIPMENT_AWAY, CarrierAccount, Order, OrderStatus, Shipment, ShipmentLine,
                            ShipmentStatus, TrackingEvent, TrackingProvider, TrackingState)
 
 SH = ShipmentStatus
@@ -168,96 +171,284 @@ def shipments_for(update: TrackingUpdate):
     return qs.order_by("id")
 
 
-def record_tracking(*, updates: list[TrackingUpdate], actor: Actor) -> TrackingResult:
-    """Apply what a provider said to every shipment carrying each tracking number (each
-    shipment in its own transaction)."""
+# Scans are applied in batches: one transaction per at most BATCH_SCANS scans (or BATCH_PAIRS
+# shipment updates), a fixed handful of statements per batch, and the per-shipment services
+# only for the parcels whose state changes.
+BATCH_SCANS = 500
+BATCH_PAIRS = 500
+_NUMBERS_PER_QUERY = 1000
+
+
+def record_tracking(*, updates: list[TrackingUpdate], actor: Actor, now: datetime | None = None) -> TrackingResult:
+    """Apply what a provider said to every shipment carrying each tracking number.
+
+    The public entry for pushes, polls and imports. Updates are matched to shipments (one
+    query per 1,000 tracking numbers), then applied in batches by `apply_updates`, in their
+    order; an update whose tracking number matches no shipment is counted in `unmatched`."""
     total = TrackingResult()
+    by_number: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    numbers = sorted({u.tracking_number for u in updates})
+    for start in range(0, len(numbers), _NUMBERS_PER_QUERY):
+        for pk, carrier, number in Shipment.objects.filter(
+                tracking_number__in=numbers[start:start + _NUMBERS_PER_QUERY]).values_list(
+                "pk", "carrier", "tracking_number").order_by("id"):
+            by_number[number].append((pk, carrier))
+    pairs: list[tuple[int, TrackingUpdate]] = []
     for update in updates:
-        ids = list(shipments_for(update).values_list("pk", flat=True))
+        ids = [pk for pk, carrier in by_number.get(update.tracking_number, ())
+               if not update.carrier or carrier in (update.carrier, "")]
         if not ids:
             total.unmatched.append(update.tracking_number)
             continue
-        for shipment_id in ids:
-            total.merge(apply_tracking(shipment_id=shipment_id, update=update, actor=actor))
+        pairs += [(pk, update) for pk in ids]
+    for chunk in batches_of(pairs):
+        total.merge(apply_updates(pairs=chunk, actor=actor, now=now))
     return total
 
 
-@transaction.atomic
+def batches_of(pairs: list[tuple[int, TrackingUpdate]]):
+    """Consecutive slices of at most BATCH_SCANS scans (an update with more is a slice of its own)."""
+    chunk: list[tuple[int, TrackingUpdate]] = []
+    scans = 0
+    for pair in pairs:
+        n = len(pair[1].scans)
+        if chunk and (scans + n > BATCH_SCANS or len(chunk) >= BATCH_PAIRS):
+            yield chunk
+            chunk, scans = [], 0
+        chunk.append(pair)
+        scans += n
+    if chunk:
+        yield chunk
+
+
 def apply_tracking(*, shipment_id: int, update: TrackingUpdate, actor: Actor,
                    now: datetime | None = None) -> TrackingResult:
-    """Store the new scans of one shipment and move it (and its order) forward. Idempotent:
-    a scan already stored (same key) is dropped, and no state ever moves backwards."""
+    """Store the new scans of one shipment and move it (and its order) forward."""
+    if not Shipment.objects.filter(pk=shipment_id).exists():
+        raise NotFound("包裹不存在")
+    return apply_updates(pairs=[(shipment_id, update)], actor=actor, now=now)
+
+
+@dataclass
+class _Step:
+    """What one update concluded about one shipment once its new scans are stored."""
+
+    target: str | None  # the state the parcel should be in; None = no news
+    at: datetime  # when it got there (the deciding scan's time)
+    note: str
+    first_at: datetime | None  # the parcel's oldest scan (the time it shipped, if it had not)
+    newest_at: datetime | None  # the parcel's newest scan (`last_scan_at`)
+
+
+class _Scans:
+    """A shipment's stored scans as far as the rules need them: keys, oldest, newest, final.
+    `seq` orders like the row id (new rows get ids after every existing one, in insert order)."""
+
+    __slots__ = ("keys", "first", "newest", "final")
+    FINAL = (TrackingState.DELIVERED, TrackingState.RETURNED)
+
+    def __init__(self):
+        self.keys: set[str] = set()
+        self.first = self.newest = self.final = None  # (occurred_at, seq, state, description)
+
+    def add(self, occurred_at, seq, state, description, key) -> None:
+        self.keys.add(key)
+        row = (occurred_at, seq, state, description)
+        if self.first is None or row[:2] < self.first[:2]:
+            self.first = row
+        if self.newest is None or row[:2] > self.newest[:2]:
+            self.newest = row
+        if state in self.FINAL and (self.final is None or row[:2] > self.final[:2]):
+            self.final = row
+
+
+def _step(scans: _Scans, update: TrackingUpdate, now: datetime) -> _Step:
+    """The rules: a delivered or returned scan is the end whenever it was scanned; otherwise
+    the newest stored scan. The provider's summary state wins when this update is the newest
+    news (a late, older push never moves a parcel back)."""
+    newest, final = scans.newest, scans.final
+    target = final[2] if final else (newest[2] if newest else None)
+    newest_here = max((s.occurred_at for s in update.scans), default=None)
+    if update.state and (newest is None or newest_here is None or newest_here >= newest[0]):
+        if target is None or RANK.get(update.state, 0) >= RANK.get(target, 0) or target == TrackingState.EXCEPTION:
+            target = update.state
+    deciding = final or newest
+    return _Step(target=target, at=deciding[0] if deciding else now,
+                 note=update.note or (deciding[3] if deciding else ""),
+                 first_at=scans.first[0] if scans.first else None, newest_at=newest[0] if newest else None)
+
+
+_PROBES: dict[str, Shipment] = {}
+
+
+def _moves(status: str, target: str) -> bool:
+    """Would `_move` change a parcel in `status` for `target`? (Read from the FSM, no query.)"""
+    probe = _PROBES.get(status)
+    if probe is None:
+        probe = _PROBES[status] = Shipment(status=status)
+    T = TrackingState
+    name = {T.IN_TRANSIT: "move", T.OUT_FOR_DELIVERY: "move", T.EXCEPTION: "flag_exception",
+            T.RETURNED: "mark_returned", T.DELIVERED: "deliver"}.get(target)
+    return bool(name) and can_proceed(getattr(probe, name))
+
+
+@transaction.atomic
+def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
+                  now: datetime | None = None) -> TrackingResult:
+    """Apply `(shipment id, update)` pairs in one transaction, with the same results as
+    applying them one by one. Idempotent: a scan already stored (same key) is dropped, within
+    the batch too, and no state ever moves backwards.
+
+    1. Lock the orders, then the shipments (the order first, as every order service does).
+    2. Load the stored scans' keys and times in one query; drop duplicates; work out, update by
+       update, where each parcel is (`_step`), in memory.
+    3. Insert the new scans and their public timeline events in bulk (the unique key is a
+       safety net: a row that already exists is skipped, and so is its event).
+    4. Only for the parcels whose state changes (or that have not shipped yet), run the
+       per-shipment transitions (`_ship_locked`, `_move`) in the updates' order; the others
+       just get their `last_scan_at`.
+    """
+    result = TrackingResult()
+    if not pairs:
+        return result
     if not actor.can("orders.ship_order"):
         raise NotPermitted(f"{actor.label} 没有权限记录物流轨迹")
     now = now or timezone.now()
-    result = TrackingResult(shipments=1)
-    order_id = Shipment.objects.filter(pk=shipment_id).values_list("order_id", flat=True).first()
-    if order_id is None:
-        raise NotFound("包裹不存在")
-    order = services._lock_pk(order_id)  # the order first, as every order service does
-    shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
+    ids = sorted({pk for pk, _u in pairs})
+    order_of = dict(Shipment.objects.filter(pk__in=ids).values_list("pk", "order_id"))
+    orders = {o.pk: o for o in Order.objects.select_for_update(of=("self",)).filter(
+        pk__in=sorted(set(order_of.values()))).order_by("pk")}
+    shipments = {s.pk: s for s in Shipment.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
 
-    # 1. The scans, deduplicated by key (within the update too).
-    known = set(shipment.tracking_events.values_list("key", flat=True))
-    fresh, seen = [], set()
-    for scan in update.scans:
-        if scan.key in known or scan.key in seen:
-            result.duplicates += 1
+    scans: dict[int, _Scans] = defaultdict(_Scans)
+    for sid, pk, key, occurred_at, state, description in TrackingEvent.objects.filter(shipment_id__in=ids).values_list(
+            "shipment_id", "pk", "key", "occurred_at", "state", "description").order_by():
+        scans[sid].add(occurred_at, pk, state, description, key)
+
+    seq = 1 << 62  # new rows sort after every stored one, in insert order
+    new_rows: list[TrackingEvent] = []
+    steps: list[tuple[int, _Step]] = []  # in the updates' order
+    names: dict[int, str] = {}
+    for sid, update in pairs:
+        shipment = shipments.get(sid)
+        if shipment is None:  # deleted since it was matched
+            result.unmatched.append(update.tracking_number)
             continue
-        seen.add(scan.key)
-        fresh.append(scan)
-    fresh.sort(key=lambda s: s.occurred_at)
-    rows = TrackingEvent.objects.bulk_create([TrackingEvent(
-        shipment=shipment, occurred_at=s.occurred_at, description=s.description, location=s.location, state=s.state,
-        carrier_state=s.carrier_state, key=s.key, raw=s.raw, received_at=now) for s in fresh])
-    result.scans_added = len(rows)
-    name = codes.carrier_name(shipment.carrier or update.carrier)
-    OrderEvent.objects.bulk_create([OrderEvent(**events.tracking_scan_fields(
-        order=order, actor=actor, shipment_id=shipment.pk, state=row.state, carrier_name=name,
-        tracking_number=shipment.tracking_number, description=row.description, scan_id=row.pk, at=row.occurred_at))
-        for row in rows])
+        result.shipments += 1
+        known = scans[sid]
+        fresh, seen = [], set()
+        for scan in update.scans:
+            if scan.key in known.keys or scan.key in seen:
+                result.duplicates += 1
+                continue
+            seen.add(scan.key)
+            fresh.append(scan)
+        fresh.sort(key=lambda s: s.occurred_at)
+        for s in fresh:
+            seq += 1
+            known.add(s.occurred_at, seq, s.state, s.description, s.key)
+            new_rows.append(TrackingEvent(shipment_id=sid, occurred_at=s.occurred_at, description=s.description,
+                                          location=s.location, state=s.state, carrier_state=s.carrier_state,
+                                          key=s.key, raw=s.raw, received_at=now))
+        names.setdefault(sid, codes.carrier_name(shipment.carrier or update.carrier))
+        steps.append((sid, _step(known, update, now)))
 
-    # 2. Where the parcel is now: a delivered or returned scan is the end whenever it was
-    #    scanned; otherwise the newest stored scan. The provider's summary state wins when
-    #    this update is the newest news (a late, older push never moves a parcel back).
-    newest = shipment.tracking_events.order_by("-occurred_at", "-id").first()
-    final = shipment.tracking_events.filter(state__in=[TrackingState.DELIVERED, TrackingState.RETURNED]).order_by(
-        "-occurred_at", "-id").first()
-    target = final.state if final else (newest.state if newest else None)
-    newest_here = max((s.occurred_at for s in update.scans), default=None)
-    if update.state and (newest is None or newest_here is None or newest_here >= newest.occurred_at):
-        if target is None or RANK.get(update.state, 0) >= RANK.get(target, 0) or target == TrackingState.EXCEPTION:
-            target = update.state
-    if newest is not None:
-        shipment.last_scan_at = newest.occurred_at
-    if target is None:
-        shipment.save(update_fields=["last_scan_at", "updated_at"])
-        return result
-    at = (final or newest).occurred_at if (final or newest) else now
+    # 3. New scans and their public events.
+    if new_rows:
+        TrackingEvent.objects.bulk_create(new_rows, batch_size=BATCH_SCANS, ignore_conflicts=True)
+        stored = {(sid, key): pk for sid, key, pk in TrackingEvent.objects.filter(
+            shipment_id__in=sorted({r.shipment_id for r in new_rows}), received_at=now).values_list(
+            "shipment_id", "key", "pk")}
+        fields = []
+        for row in new_rows:
+            pk = stored.get((row.shipment_id, row.key))
+            if pk is None:  # stored meanwhile by someone else: a duplicate after all
+                result.duplicates += 1
+                continue
+            result.scans_added += 1
+            shipment = shipments[row.shipment_id]
+            fields.append(events.tracking_scan_fields(
+                order=orders[order_of[row.shipment_id]], actor=actor, shipment_id=row.shipment_id, state=row.state,
+                carrier_name=names[row.shipment_id], tracking_number=shipment.tracking_number,
+                description=row.description, scan_id=pk, at=row.occurred_at))
+        events.record_many(fields)
 
-    # 3. The first scan of a parcel that has not left yet: it ships (and the order with it).
-    if shipment.status in OPEN:
-        if not can_proceed(order.ship):
-            shipment.save(update_fields=["last_scan_at", "updated_at"])
-            return result  # the order is not ready to ship (e.g. still being allocated): staff decide
-        first = shipment.tracking_events.order_by("occurred_at", "id").first()
-        warehouse = Warehouse.objects.filter(pk=shipment.warehouse_id).first()
-        order = services._ship_locked(order, actor=actor, warehouse=warehouse, carrier=shipment.carrier,
-                                      tracking_number=shipment.tracking_number, at=first.occurred_at if first else at,
-                                      parcel=shipment)
-        shipment = Shipment.objects.select_for_update().get(pk=shipment_id)
-        shipment.last_scan_at = newest.occurred_at if newest else None
-        result.transitions.append(f"{shipment.pk}:shipped")
-
-    # 4. Then the parcel's state.
-    note = update.note or ((final or newest).description if (final or newest) else "")
-    _move(order, shipment, target, at=at, actor=actor, note=note, result=result)
-    shipment.save()
+    # 4. Which parcels change: simulate the state machine on each parcel's steps.
+    changing: set[int] = set()
+    status = {sid: s.status for sid, s in shipments.items()}
+    for sid, step in steps:
+        if sid in changing or step.target is None:
+            continue
+        if status[sid] in OPEN or _moves(status[sid], step.target):
+            changing.add(sid)
+    quiet = []
+    for sid in {sid for sid, _s in steps} - changing:
+        newest = scans[sid].newest
+        shipment = shipments[sid]
+        if newest is not None and shipment.last_scan_at != newest[0]:
+            shipment.last_scan_at, shipment.updated_at = newest[0], now
+            quiet.append(shipment)
+    if quiet:
+        Shipment.objects.bulk_update(quiet, ["last_scan_at", "updated_at"], batch_size=BATCH_PAIRS)
+    stale: set[int] = set()  # parcels an earlier step may have changed (another parcel of their order shipped)
+    away = _away({order_of[sid] for sid in changing})
+    for sid, step in steps:
+        if sid in changing:
+            _apply_step(orders[order_of[sid]], shipments, sid, step, stale=stale, away=away, actor=actor,
+                        result=result)
     return result
 
 
+def _away(order_ids) -> dict[int, set[int]]:
+    """Per order, its parcels not yet at the end (delivered or returned): when the last one
+    is delivered, the order is. Kept up to date by `_apply_step` (the orders are locked)."""
+    away: dict[int, set[int]] = {pk: set() for pk in order_ids}
+    if away:
+        for order_id, pk in Shipment.objects.filter(order_id__in=sorted(away)).exclude(
+                status__in=[SH.DELIVERED, SH.RETURNED]).values_list("order_id", "pk"):
+            away[order_id].add(pk)
+    return away
+
+
+def _apply_step(order: Order, shipments: dict[int, Shipment], shipment_id: int, step: _Step, *, stale: set[int],
+                away: dict[int, set[int]], actor: Actor, result: TrackingResult) -> None:
+    """One update's effect on a parcel that changes state. The order and the parcel are the
+    rows `apply_updates` locked (the order is changed in place by the services, so it stays
+    current; a parcel is read again once another parcel of its order has shipped)."""
+    if shipment_id in stale:
+        shipments[shipment_id] = Shipment.objects.select_for_update().get(pk=shipment_id)
+        stale.discard(shipment_id)
+    shipment = shipments[shipment_id]
+    shipment.last_scan_at = step.newest_at
+    if step.target is None:
+        shipment.save(update_fields=["last_scan_at", "updated_at"])
+        return
+    # The first scan of a parcel that has not left yet: it ships (and the order with it).
+    if shipment.status in OPEN:
+        if not can_proceed(order.ship):
+            shipment.save(update_fields=["last_scan_at", "updated_at"])
+            return  # the order is not ready to ship (e.g. still being allocated): staff decide
+        warehouse = Warehouse.objects.filter(pk=shipment.warehouse_id).first()
+        services._ship_locked(order, actor=actor, warehouse=warehouse, carrier=shipment.carrier,
+                              tracking_number=shipment.tracking_number, at=step.first_at or step.at, parcel=shipment)
+        stale.update(pk for pk, s in shipments.items() if s.order_id == order.pk and pk != shipment_id)
+        away.update(_away([order.pk]))  # shipping may have created parcels
+        shipment = shipments[shipment_id] = Shipment.objects.select_for_update().get(pk=shipment_id)
+        shipment.last_scan_at = step.newest_at
+        result.transitions.append(f"{shipment.pk}:shipped")
+    # Then the parcel's state.
+    _move(order, shipment, step.target, at=step.at, actor=actor, note=step.note, result=result,
+          away=away[order.pk])
+    shipment.save()
+    if shipment.status in (SH.DELIVERED, SH.RETURNED):
+        away[order.pk].discard(shipment.pk)
+
+
 def _move(order: Order, shipment: Shipment, target: str, *, at: datetime, actor: Actor, note: str,
-          result: TrackingResult) -> None:
+          result: TrackingResult, away: set[int] | None = None) -> None:
+    """Move a parcel one step towards `target` (and its order when its last parcel is
+    delivered). `away`: the order's parcels not yet delivered or returned, if the caller keeps
+    them (else they are read)."""
     T = TrackingState
     if target in (T.IN_TRANSIT, T.OUT_FOR_DELIVERY) and can_proceed(shipment.move):
         shipment.move()
@@ -282,10 +473,9 @@ def _move(order: Order, shipment: Shipment, target: str, *, at: datetime, actor:
         shipment.deliver()
         shipment.delivered_at = at
         shipment.next_poll_at = None
-        shipment.save()
-        result.transitions.append(f"{shipment.pk}:delivered")
-        others_away = Shipment.objects.filter(order=order).exclude(pk=shipment.pk).exclude(
-            status__in=[SH.DELIVERED, SH.RETURNED]).exists()
+        result.transitions.append(f"{shipment.pk}:delivered")  # saved by the caller
+        others_away = (bool(away - {shipment.pk}) if away is not None else Shipment.objects.filter(
+            order=order).exclude(pk=shipment.pk).exclude(status__in=[SH.DELIVERED, SH.RETURNED]).exists())
         if not others_away and order.status == OrderStatus.SHIPPED:
             services._deliver_locked(order, actor=actor, at=at)
             result.transitions.append(f"order:{order.number}:delivered")

@@ -6,6 +6,8 @@ KDNiao and Kuaidi100 over HTTP with the default active account. After a poll the
 `interval` later plus a spread (by shipment id, so parcels shipped together are not polled
 together); a failure backs off exponentially (2^n minutes, at most 6 hours). Delivered and
 returned parcels are never polled again (`next_poll_at` cleared, and not in the query).
+The answers of a round are applied in batches (`orders.shipping.apply_updates`); a batch that
+fails is applied again parcel by parcel, so only the parcel with the bad answer backs off.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
+from django.db.models import Count
 from django.utils import timezone
 
 from config.actors import Actor, Source
 from orders import shipping
 from orders.carriers import ADAPTERS, CarrierError, sandbox
-from orders.models import SHIPMENT_AWAY, CarrierAccount, CarrierPush, Shipment, TrackingProvider
+from orders.models import SHIPMENT_AWAY, CarrierAccount, CarrierPush, Shipment, TrackingEvent, TrackingProvider
 
 logger = logging.getLogger(__name__)
 ACTOR = Actor.system("tracking_poll", Source.JOB)
@@ -64,10 +67,13 @@ def due_shipments(*, provider: str, now: datetime, limit: int):
             .exclude(tracking_number="").order_by("next_poll_at", "id")[:limit])
 
 
-def _fetch(shipment: Shipment, account: CarrierAccount | None, client: httpx.Client, now: datetime):
+def _fetch(shipment: Shipment, account: CarrierAccount | None, client: httpx.Client, now: datetime,
+           scans_so_far: int | None = None):
     if shipment.provider == TrackingProvider.SANDBOX:
+        if scans_so_far is None:
+            scans_so_far = shipment.tracking_events.count()
         return [sandbox.next_update(carrier=shipment.carrier, tracking_number=shipment.tracking_number,
-                                    scans_so_far=shipment.tracking_events.count(), now=now)]
+                                    scans_so_far=scans_so_far, now=now)]
     if account is None:
         raise CarrierError(f"没有启用的 {shipment.provider} 账号")
     adapter = ADAPTERS[shipment.provider]
@@ -79,8 +85,53 @@ def _fetch(shipment: Shipment, account: CarrierAccount | None, client: httpx.Cli
     return adapter.parse_query(response.content)
 
 
+FAILURES = (CarrierError, httpx.HTTPError, ValueError)
+
+
+def _failed(shipment: Shipment, now: datetime, exc: Exception, result: PollResult) -> None:
+    failures = shipment.poll_failures + 1
+    Shipment.objects.filter(pk=shipment.pk).update(poll_failures=failures, next_poll_at=now + backoff(failures))
+    logger.warning("tracking poll of shipment %s failed (%s): %s", shipment.pk, failures, exc)
+    result.failed += 1
+
+
+def _apply(answers: list[tuple[Shipment, list]], now: datetime, result: PollResult) -> list[Shipment]:
+    """Apply the answers in batches (`shipping.apply_updates`); a batch that fails is applied
+    again parcel by parcel, so one bad answer backs off only its own parcel."""
+    done: list[Shipment] = []
+    chunk: list[tuple[Shipment, list]] = []
+    scans = 0
+
+    def run(group: list[tuple[Shipment, list]]) -> None:
+        pairs = [(s.pk, u) for s, updates in group for u in updates]
+        try:
+            applied = shipping.apply_updates(pairs=pairs, actor=ACTOR, now=now)
+        except FAILURES as exc:
+            if len(group) == 1:
+                _failed(group[0][0], now, exc, result)
+                return
+            for one in group:
+                run([one])
+            return
+        result.scans_added += applied.scans_added
+        result.transitions += applied.transitions
+        done.extend(s for s, _u in group)
+
+    for shipment, updates in answers:
+        n = sum(len(u.scans) for u in updates)
+        if chunk and (scans + n > shipping.BATCH_SCANS or len(chunk) >= shipping.BATCH_PAIRS):
+            run(chunk)
+            chunk, scans = [], 0
+        chunk.append((shipment, updates))
+        scans += n
+    if chunk:
+        run(chunk)
+    return done
+
+
 def poll_shipments(*, limit: int = 200, now: datetime | None = None, client: httpx.Client | None = None) -> PollResult:
-    """One poll round over every provider."""
+    """One poll round over every provider: ask about each parcel due, then apply the answers
+    in batches."""
     now = now or timezone.now()
     result = PollResult()
     own_client = client is None
@@ -90,26 +141,29 @@ def poll_shipments(*, limit: int = 200, now: datetime | None = None, client: htt
             account = (CarrierAccount.objects.filter(provider=provider, is_active=True)
                        .order_by("-is_default", "id").first())
             interval = poll_interval(provider)
-            for shipment in list(due_shipments(provider=provider, now=now, limit=limit)):
+            due = list(due_shipments(provider=provider, now=now, limit=limit))
+            if not due:
+                continue
+            counts: dict[int, int] = {}
+            if provider == TrackingProvider.SANDBOX:  # the sandbox's next step depends on the scans so far
+                counts = dict(TrackingEvent.objects.filter(shipment_id__in=[s.pk for s in due]).values(
+                    "shipment_id").annotate(n=Count("id")).values_list("shipment_id", "n").order_by())
+            answers = []
+            for shipment in due:
                 try:
-                    updates = _fetch(shipment, account, client, now)
-                    for update in updates:
-                        if update.tracking_number != shipment.tracking_number:
-                            continue
-                        applied = shipping.apply_tracking(shipment_id=shipment.pk, update=update, actor=ACTOR, now=now)
-                        result.scans_added += applied.scans_added
-                        result.transitions += applied.transitions
-                except (CarrierError, httpx.HTTPError, ValueError) as exc:
-                    failures = shipment.poll_failures + 1
-                    Shipment.objects.filter(pk=shipment.pk).update(poll_failures=failures,
-                                                                   next_poll_at=now + backoff(failures))
-                    logger.warning("tracking poll of shipment %s failed (%s): %s", shipment.pk, failures, exc)
-                    result.failed += 1
+                    updates = _fetch(shipment, account, client, now, counts.get(shipment.pk, 0)
+                                     if provider == TrackingProvider.SANDBOX else None)
+                except FAILURES as exc:
+                    _failed(shipment, now, exc, result)
                     continue
-                result.polled += 1
-                # Parcels that reached the end were cleared by the service; the rest come back later.
-                Shipment.objects.filter(pk=shipment.pk, status__in=SHIPMENT_AWAY).update(
-                    poll_failures=0, next_poll_at=now + interval + spread(shipment.pk, interval))
+                answers.append((shipment, [u for u in updates if u.tracking_number == shipment.tracking_number]))
+            done = _apply(answers, now, result)
+            result.polled += len(done)
+            # Parcels that reached the end were cleared by the service; the rest come back later.
+            for shipment in done:
+                shipment.poll_failures, shipment.next_poll_at = 0, now + interval + spread(shipment.pk, interval)
+            Shipment.objects.filter(status__in=SHIPMENT_AWAY).bulk_update(done, ["poll_failures", "next_poll_at"],
+                                                                           batch_size=shipping.BATCH_PAIRS)
     finally:
         if own_client:
             client.close()
