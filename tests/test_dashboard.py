@@ -264,3 +264,19 @@ def test_a_refused_dismissal_is_a_domain_error():
 
     with pytest.raises(NotPermitted):
         guide_dismiss(actor=Actor.system("job"))
+
+
+def test_a_hold_without_a_reason_links_to_its_list(client, world):
+    Order.objects.filter(status="on_hold").update(hold_reason="")
+    user = staff("supervisor")
+    page = _home(client, user)
+    assert "未注明" in page
+    for url, number in _links(page, "oh-holds"):
+        assert client.get(url).context["cl"].result_count == number, url
+
+
+def test_the_home_in_english(client, world):
+    client.force_login(staff("supervisor"))
+    page = client.get(reverse("admin:index"), headers={"accept-language": "en"}).content.decode()
+    assert "Warehouse board" in page and "To ship today" in page and "Orders today" in page
+    assert "仓库看板" not in page
