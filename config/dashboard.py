@@ -234,7 +234,8 @@ def overdue(actor: Actor, day: Day) -> dict:
     oldest of them, and those due by the end of today."""
     def compute():
         agg = _scoped_orders(actor, status__in=OPEN, promised_ship_at__lt=day.end).aggregate(
-            due_today=Count("id"), overdue=Count("id", filter=Q(promised_ship_at__lt=day.now)),
+            # Counting the indexed column itself (never null here): an index-only scan.
+            due_today=Count("promised_ship_at"), overdue=Count("promised_ship_at", filter=Q(promised_ship_at__lt=day.now)),
             oldest=Min("promised_ship_at"))
         oldest = None
         if agg["oldest"] is not None and agg["oldest"] < day.now:
