@@ -280,3 +280,13 @@ def test_the_home_in_english(client, world):
     page = client.get(reverse("admin:index"), headers={"accept-language": "en"}).content.decode()
     assert "Warehouse board" in page and "To ship today" in page and "Orders today" in page
     assert "仓库看板" not in page
+
+
+def test_failing_shops_link_and_the_oldest_late_order(client, world):
+    page = _home(client, staff("operations"))
+    failing = re.search(r'<a class="oh-late" href="([^"]+)">1 个店铺失败</a>', page)
+    assert failing
+    assert client.get(html.unescape(failing.group(1))).context["cl"].result_count == 1
+    oldest = re.search(r'最早 <a href="([^"]+)">(OH\d+)</a>', page)
+    assert oldest.group(2) in {world["sz"][1].number, world["bj"][0].number}
+    assert client.get(oldest.group(1)).status_code == 200
