@@ -311,6 +311,8 @@ def run_timings(runs: int, only: str | None, show_sql: bool = False) -> list[tup
         ("lookup", "api: order by number", f"/api/v1/orders/{sample.number}/", {}, api_check(has(sample.number))),
     ]
     results = []
+    if not only or only in "admin: home":
+        results.extend(measure_home(client, runs))
     for kind, name, url, params, check in cases:
         if only and only not in name:
             continue
@@ -325,6 +327,36 @@ def run_timings(runs: int, only: str | None, show_sql: bool = False) -> list[tup
         else:
             print(f"  {name:<44} {note}", flush=True)
     return results
+
+
+def measure_home(client, runs: int) -> list[tuple[str, str, list[float], str]]:
+    """The admin home (config/dashboard.py) as customer service sees it: every panel computed
+    (the cache emptied before each request) and from the cache. Open orders get a ship-by
+    (placed + 48 h, untimed, once) so the overdue / due-today counts have rows to count."""
+    from django.core.cache import cache
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE orders_order SET promised_ship_at = placed_at + interval '48 hours' "
+                       "WHERE promised_ship_at IS NULL AND status IN ('paid', 'on_hold', 'allocated', 'packed')")
+        cursor.execute("ANALYZE orders_order")
+    out = []
+    for name, clear in (("admin: home (computed)", True), ("admin: home (cached)", False)):
+        for _ in range(2):
+            client.get("/admin/", secure=True)
+        times = []
+        for _ in range(runs):
+            if clear:
+                cache.clear()
+            t = time.perf_counter()
+            response = client.get("/admin/", secure=True)
+            times.append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 200 and b'id="oh-home"' in response.content
+        times.sort()
+        out.append(("list", name, times, "every panel"))
+        print(f"  {name:<44} p50 {_common.percentile(times, 50):7.1f} ms   p99 {_common.percentile(times, 99):7.1f} ms",
+              flush=True)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,3 +111,19 @@ class ExportLog(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_kind_display()} {self.actor_label}"
+
+
+class GuideDismissal(models.Model):
+    """A staff member closed the first-day guide on the admin home (config/dashboard.py):
+    it is never shown to them again."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                                verbose_name=_("用户"))
+    dismissed_at = models.DateTimeField(_("关闭时间"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("新手指引关闭记录")
+        verbose_name_plural = pgettext_lazy("plural", "新手指引关闭记录")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} @ {self.dismissed_at}"

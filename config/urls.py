@@ -24,3 +24,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
 ]
+
+from config.dashboard_views import guide_dismiss_view  # noqa: E402 - the admin home's first-day guide
+
+urlpatterns.append(path("dashboard/guide/dismiss/", guide_dismiss_view, name="dashboard_guide_dismiss"))

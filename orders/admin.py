@@ -688,3 +688,4 @@ from orders import admin_batches  # noqa: E402,F401  pick batches, pick and pack
 from orders import admin_exports  # noqa: E402,F401 - Excel exports (导出, 导出记录)
 from orders import admin_overrides  # noqa: E402,F401 - emergency overrides for review (issue 17)
 from orders import admin_trackingpush  # noqa: E402,F401  tracking numbers back to the platforms (issue 15)
+from orders import admin_dashboard  # noqa: E402,F401 - the "in a pick batch" filter the admin home links to

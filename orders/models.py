@@ -250,6 +250,10 @@ class Order(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["platform_order_id"]),
             models.Index(fields=["receiver_phone_normalized"], name="order_rphone_norm_idx",
                          condition=~Q(receiver_phone_normalized="")),
+            # The admin home (config/dashboard.py): open orders past / due by a ship-by time,
+            # and buyers' refund requests.
+            models.Index(fields=["status", "promised_ship_at"], name="order_status_shipby_idx"),
+            models.Index(fields=["status"], name="order_refund_idx", condition=Q(refund_requested=True)),
         ]
         permissions = [
             ("pay_order", _("可确认付款")),
