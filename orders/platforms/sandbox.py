@@ -379,7 +379,7 @@ def _sb_decrypt_answer(self, request: PlatformRequest) -> dict:
     out = {}
     for key, cipher in ((request.body or {}).get("ciphers") or {}).items():
         try:
-            out[key] = base64.b64decode(cipher[len(_SB_CIPHER):-1]).decode("utf-8")
+            out[key] = base64.b64decode(cipher[len(_SB_CIPHER):-1], validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return {"error": {"code": "bad_cipher", "message": f"无法解密 {key}"}}
     return {"receiver": out}
