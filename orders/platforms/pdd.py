@@ -196,6 +196,8 @@ DECRYPT_FIELDS = {"receiver_name": "name", "receiver_phone": "phone", "receiver_
 
 
 def _pdd_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+    import json
+
     items = [{"data_tag": str(order_id), "encrypted_data": encrypted[k]} for k in DECRYPT_FIELDS if encrypted.get(k)]
     if not items:
         raise self.error("no_cipher", "订单没有可解密的收件人密文")
