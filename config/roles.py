@@ -89,6 +89,7 @@ ROLES: dict[str, dict] = {
             "inventory.add_routingrule", "inventory.change_routingrule", "inventory.delete_routingrule",
             "inventory.receive_stock", "inventory.adjust_stock", "inventory.confirm_reservation",
             "orders.undo_customermerge",  # only a supervisor splits customers merged across platforms
+            "orders.view_receiverdecryption",  # the audit of receiver decryptions (orders.waybills)
             "orders.build_pickbatch",
             *CARRIER_CONFIG,
             *TRACKING_PUSH_RETRY,

@@ -41,6 +41,10 @@ class Warehouse(models.Model):
     )
     allocatable = models.BooleanField(_("参与分仓"), default=True)
     is_active = models.BooleanField(_("启用"), default=True)
+    # Sender on e-waybills (orders.waybills): with province, city and address above.
+    contact_name = models.CharField(_("发件人"), max_length=50, blank=True, help_text=_("电子面单上的寄件人"))
+    contact_phone = models.CharField(_("发件电话"), max_length=30, blank=True)
+    district = models.CharField(_("区县"), max_length=40, blank=True)
     history = HistoricalRecords()  # audit (issue 17): who changed what
 
     class Meta:

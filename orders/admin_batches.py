@@ -23,8 +23,8 @@ from django.views.decorators.http import require_POST
 from config.admin_tools import ReadOnlyAdminMixin, admin_actor
 from config.errors import DomainError, NotFound
 from inventory.models import Warehouse
-from orders import batches
-from orders.models import Parcel, PickBatch
+from orders import batches, waybills
+from orders.models import Parcel, PickBatch, ReceiverDecryption
 
 
 class BuildForm(forms.Form):
@@ -68,10 +68,11 @@ class PickBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("打印"))
     def links(self, obj: PickBatch):
-        return format_html('<a href="{}">{}</a> · <a href="{}">{}</a> · <a href="{}">Excel</a>',
+        return format_html('<a href="{}">{}</a> · <a href="{}">{}</a> · <a href="{}">Excel</a> · <a href="{}">{}</a>',
                            reverse("admin:orders_pickbatch_pick", args=[obj.pk]), gettext("拣货单"),
                            reverse("admin:orders_pickbatch_packing", args=[obj.pk]), gettext("装箱单"),
-                           reverse("admin:orders_pickbatch_excel", args=[obj.pk]))
+                           reverse("admin:orders_pickbatch_excel", args=[obj.pk]),
+                           reverse("admin:orders_pickbatch_waybills", args=[obj.pk]), gettext("电子面单"))
 
     def get_urls(self):
         own = [
@@ -80,6 +81,12 @@ class PickBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             path("<int:pk>/packing-lists/", self.admin_site.admin_view(self.packing_view),
                  name="orders_pickbatch_packing"),
             path("<int:pk>/excel/", self.admin_site.admin_view(self.excel_view), name="orders_pickbatch_excel"),
+            path("<int:pk>/waybills/", self.admin_site.admin_view(self.waybills_view),
+                 name="orders_pickbatch_waybills"),
+            path("<int:pk>/waybills/request/", self.admin_site.admin_view(require_POST(self.waybills_request_view)),
+                 name="orders_pickbatch_waybills_request"),
+            path("<int:pk>/waybills/labels/", self.admin_site.admin_view(self.labels_view),
+                 name="orders_pickbatch_labels"),
             path("parcel/<int:pk>/unmerge/", self.admin_site.admin_view(require_POST(self.unmerge_view)),
                  name="orders_pickbatch_unmerge"),
         ]
@@ -161,3 +168,55 @@ class PickBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         else:
             messages.success(request, gettext("已撤销合单 %(code)s") % {"code": parcel.code})
         return HttpResponseRedirect(reverse("admin:orders_pickbatch_packing", args=[parcel.batch_id]))
+
+    # --- e-waybills (orders.waybills) --------------------------------------------------------------
+    def waybills_view(self, request, pk):
+        batch = self._batch(request, pk)
+        rows = waybills.batch_waybill_rows(batch=batch, actor=admin_actor(request))
+        context = {**self.admin_site.each_context(request), "title": gettext("电子面单 %(number)s") % {
+            "number": batch.number}, "opts": self.model._meta, "batch": batch, "rows": rows,
+            "missing": sum(1 for r in rows if r["waybill"] is None)}
+        return TemplateResponse(request, "orders/batch_waybills.html", context)
+
+    def waybills_request_view(self, request, pk):
+        batch = self._batch(request, pk)
+        try:
+            result = waybills.batch_request_waybills(batch=batch, actor=admin_actor(request))
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.info(request, gettext("已申请 %(issued)d 张电子面单,%(kept)d 个包裹已有面单") % {
+                "issued": len(result.issued), "kept": len(result.kept)})
+            for code, reason in result.failed:
+                messages.error(request, gettext("包裹 %(code)s 申请失败:%(reason)s") % {"code": code, "reason": reason})
+        return HttpResponseRedirect(reverse("admin:orders_pickbatch_waybills", args=[batch.pk]))
+
+    def labels_view(self, request, pk):
+        batch = self._batch(request, pk)
+        try:
+            labels, skipped = waybills.waybill_labels(batch=batch, actor=admin_actor(request))
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:orders_pickbatch_waybills", args=[batch.pk]))
+        return TemplateResponse(request, "orders/waybill_labels.html", {
+            "batch": batch, "labels": labels, "skipped": skipped, "now": timezone.now()})
+
+
+@admin.register(ReceiverDecryption)
+class ReceiverDecryptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The audit of receiver decryptions: read-only, for supervisors (orders.view_receiverdecryption).
+    Shows who decrypted which order when and why — never the clear text (it is not stored)."""
+
+    list_display = ("at", "order", "platform", "reason", "succeeded", "actor_label", "detail")
+    list_filter = ("reason", "succeeded", "platform")
+    search_fields = ("order__number", "actor_label")
+    list_select_related = ("order",)
+    date_hierarchy = "at"
+    fields = ("at", "order", "waybill", "platform", "reason", "fields", "succeeded", "detail", "actor_label")
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        actor = admin_actor(request)
+        if actor.scope.shop_ids is not None:
+            qs = qs.filter(order__shop_id__in=actor.scope.shop_ids)
+        return qs

@@ -398,6 +398,8 @@ class EventKind(models.TextChoices):
     # Tracking numbers back to the platform (orders.tracking_push): internal only.
     TRACKING_PUSHED = "tracking_pushed", _("运单号已回传平台")
     TRACKING_PUSH_FAILED = "tracking_push_failed", _("运单号回传平台失败")
+    # E-waybills (orders.waybills): internal only.
+    WAYBILL_ISSUED = "waybill_issued", _("已申请电子面单")
 
 
 # What the customer reads for each public kind: a fixed wording, plus only the safe data
@@ -1116,6 +1118,63 @@ class TrackingPush(models.Model):
 
     def __str__(self) -> str:
         return f"{self.platform}:{self.tracking_number} ({self.status})"
+
+
+# --- e-waybills and receiver decryption (helper `waybill`, issues 15 + 14) ------------------------
+class Waybill(models.Model):
+    """The e-waybill (电子面单) of one batch parcel: the carrier's tracking number and the
+    sort/route codes its label prints. Requested by `orders.waybills`; one per parcel, kept."""
+
+    parcel = models.OneToOneField(Parcel, on_delete=models.PROTECT, related_name="waybill", verbose_name=_("批次包裹"))
+    carrier = models.CharField(_("快递公司"), max_length=20)
+    tracking_number = models.CharField(_("运单号"), max_length=40, unique=True)
+    provider = models.CharField(_("面单服务商"), max_length=20, choices=TrackingProvider.choices)
+    sort_code = models.CharField(_("大头笔"), max_length=100, blank=True)
+    package_center = models.CharField(_("集包地"), max_length=100, blank=True)
+    sorting_code = models.CharField(_("分拣码"), max_length=100, blank=True)
+    requested_at = models.DateTimeField(_("申请时间"), default=timezone.now)
+    requested_by = models.CharField(_("申请人"), max_length=150, blank=True)
+    printed_at = models.DateTimeField(_("打印时间"), null=True, blank=True)
+    printed_by = models.CharField(_("打印人"), max_length=150, blank=True)
+    print_count = models.PositiveIntegerField(_("打印次数"), default=0)
+
+    class Meta:
+        verbose_name = _("电子面单")
+        verbose_name_plural = pgettext_lazy("plural", "电子面单")
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.carrier} {self.tracking_number}"
+
+
+class ReceiverDecryption(models.Model):
+    """Audit: one decryption of an order's masked/encrypted receiver through its platform's
+    adapter — who, when, which order, why. The clear text itself is never stored."""
+
+    class Reason(models.TextChoices):
+        PRINT_WAYBILL = "print_waybill", _("打印面单")
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="receiver_decryptions",
+                              verbose_name=_("订单"))
+    waybill = models.ForeignKey(Waybill, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+                                verbose_name=_("电子面单"))
+    reason = models.CharField(_("原因"), max_length=30, choices=Reason.choices, default=Reason.PRINT_WAYBILL)
+    platform = models.CharField(_("平台"), max_length=20)
+    fields = models.JSONField(_("解密字段"), default=list, blank=True)
+    succeeded = models.BooleanField(_("成功"), default=True)
+    detail = models.CharField(_("说明"), max_length=300, blank=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+                              related_name="+", verbose_name=_("操作人"))
+    actor_label = models.CharField(_("操作人"), max_length=150, blank=True)
+    at = models.DateTimeField(_("时间"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("收件人解密记录")
+        verbose_name_plural = pgettext_lazy("plural", "收件人解密记录")
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} {self.reason} {self.at:%Y-%m-%d %H:%M}"
 
 
 register_user_history()  # audit (issue 17): staff accounts, their roles (groups) and permissions

@@ -130,3 +130,62 @@ _MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 def mask_phones(text: str) -> str:
     """Courier and station phone numbers in carrier text: '13800000000' → '138****0000'."""
     return _MOBILE.sub(r"\1****\2", text or "")
+
+
+# --- e-waybills (电子面单, issue 15): an optional part of an adapter ---------------------------
+class WaybillRefused(CarrierError):
+    """The carrier's e-waybill API said no (its reason is the message)."""
+
+
+@dataclass(frozen=True)
+class Party:
+    """A sender or receiver as an e-waybill request needs it (clear text, in memory only)."""
+
+    name: str
+    phone: str
+    province: str
+    city: str
+    district: str
+    address: str
+    postcode: str = ""
+
+
+@dataclass(frozen=True)
+class WaybillItem:
+    name: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class WaybillOrder:
+    """One parcel to request an e-waybill for. ``order_code`` is our parcel code (the carrier's
+    OrderCode: asking again with it returns the same number instead of a second one)."""
+
+    order_code: str
+    carrier: str  # our carrier code (YTO, SF…)
+    sender: Party
+    receiver: Party
+    items: tuple[WaybillItem, ...]
+    weight_kg: float = 0.0
+    quantity: int = 1
+    remark: str = ""
+
+
+@dataclass(frozen=True)
+class WaybillResult:
+    """The carrier's answer: the tracking number, and the sort/route codes the label prints."""
+
+    tracking_number: str
+    carrier: str
+    sort_code: str = ""  # 大头笔 (MarkDestination)
+    package_center: str = ""  # 集包地 (PackageName)
+    sorting_code: str = ""  # 分拣码 (SortingCode)
+    raw: dict = field(default_factory=dict, compare=False)
+
+
+class WaybillAdapter(Protocol):
+    """KDNiao (``eorder_request`` / ``parse_eorder``) and the sandbox (``issue_waybill``, local)."""
+
+    def eorder_request(self, *, account, order: WaybillOrder) -> HttpRequest: ...
+
+    def parse_eorder(self, body: bytes | str) -> WaybillResult: ...

@@ -42,3 +42,16 @@ def next_update(*, carrier: str, tracking_number: str, scans_so_far: int, now: d
                 raw={"step": scans_so_far + 1})
     return TrackingUpdate(carrier=carrier, tracking_number=tracking_number, state=state, scans=(scan,),
                           provider_carrier=carrier)
+
+
+# --- e-waybills: numbers issued locally, so the demo works offline ------------------------------
+def issue_waybill(*, order, sequence: int):
+    """A sandbox e-waybill: ``SB`` + 12 digits from a database sequence (unique, deterministic
+    for a given sequence value) and a sort code from the receiver's province and city."""
+    from orders.carriers.base import WaybillResult
+
+    number = f"SB{sequence:012d}"
+    sort_code = "-".join(x for x in (order.receiver.province[:2], order.receiver.city[:2]) if x)
+    return WaybillResult(tracking_number=number, carrier=order.carrier, sort_code=sort_code,
+                         package_center=f"{order.receiver.province[:2]}集包" if order.receiver.province else "",
+                         raw={"sandbox": True, "sequence": sequence})

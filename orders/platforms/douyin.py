@@ -210,3 +210,45 @@ class DouyinAdapter(AdapterBase):
             refund_requested=any(a in AFTER_SALE_OPEN for a in after_sales),
             cancelled=transition == T.CANCEL.value, shipped=status in SHIPPED,
         )
+
+
+# --- receiver decryption (appended for e-waybills, issue 14) -------------------------------------
+# ``order.batchDecrypt`` per 抖店开放平台's public documentation (no fixture): ``cipher_infos``
+# is a list of {"auth_id": order id, "cipher_text": ciphertext}; the answer is
+# ``data.decrypt_infos[]`` with auth_id / cipher_text / decrypt_text / err_no (0 = ok) / err_msg,
+# inside the usual envelope (code 10000 = success).
+DECRYPT_FIELDS = {"encrypt_post_receiver": "name", "post_receiver": "name", "encrypt_post_tel": "phone",
+                  "post_tel": "phone", "post_addr.encrypt_detail": "address"}
+
+
+def _douyin_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+    ciphers = {encrypted[k]: v for k, v in DECRYPT_FIELDS.items() if encrypted.get(k)}
+    if not ciphers:
+        raise self.error("no_cipher", "订单没有可解密的收件人密文")
+    self._decrypt_map = ciphers
+    return self.signed("order.batchDecrypt", {"cipher_infos": [
+        {"auth_id": str(order_id), "cipher_text": c} for c in ciphers]})
+
+
+def _douyin_parse_decrypt_response(self, body: dict):
+    from orders.platforms.interface import DecryptedReceiver
+
+    self.raise_for_error(body)
+    rows = (body.get("data") or {}).get("decrypt_infos") or []
+    mapping = getattr(self, "_decrypt_map", {})
+    out: dict[str, str] = {}
+    errors = []
+    for row in rows:
+        if to_str(row.get("err_no")) not in ("", "0"):
+            errors.append(f"{row.get('err_no')} {to_str(row.get('err_msg'))}".strip())
+            continue
+        field_ = mapping.get(to_str(row.get("cipher_text")))
+        if field_:
+            out.setdefault(field_, to_str(row.get("decrypt_text")))
+    if not out:
+        raise self.error("decrypt_failed", "; ".join(errors) or "order.batchDecrypt 没有返回明文")
+    return DecryptedReceiver(**out)
+
+
+DouyinAdapter.build_decrypt_request = _douyin_build_decrypt_request
+DouyinAdapter.parse_decrypt_response = _douyin_parse_decrypt_response

@@ -185,3 +185,27 @@ class AdapterBase:
               retry_after: float | None = None) -> PlatformError:
         return PlatformError(self.code, "" if code is None else str(code), "" if message is None else str(message),
                              retryable=retryable, retry_after=retry_after)
+
+
+# --- receiver decryption (issue 14; used only to print an e-waybill, `orders.waybills`) --------
+@dataclass(frozen=True)
+class DecryptedReceiver:
+    """A receiver in clear, as the platform's decrypt API answers it. Lives only in memory while
+    a label is rendered: never stored, never logged."""
+
+    name: str = ""
+    phone: str = ""
+    address: str = ""  # the detail address (province/city/district stay the order's own)
+
+
+class ReceiverDecryptor(Protocol):
+    """Optional part of an adapter: Taobao, PDD, Douyin and the sandbox implement it.
+
+    ``build_decrypt_request(order_id=…, encrypted=…, oaid=…)`` builds the signed request from the
+    platform order id and the ciphertexts the adapter kept in ``NormalizedOrder.encrypted``;
+    ``parse_decrypt_response(body)`` reads the answer (``PlatformError`` from its error
+    envelope or when nothing came back decrypted)."""
+
+    def build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest: ...
+
+    def parse_decrypt_response(self, body: dict) -> DecryptedReceiver: ...

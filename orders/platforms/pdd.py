@@ -205,3 +205,48 @@ class PddAdapter(AdapterBase):
 
 
 __all__ = ["PddAdapter", "sign"]
+
+
+# --- receiver decryption (appended for e-waybills, issue 14) -------------------------------------
+# ``pdd.open.decrypt.batch`` per PDD's public documentation (no fixture): ``data_list`` is a JSON
+# list of {"data_tag": order_sn, "encrypted_data": ciphertext}; the answer is
+# ``open_decrypt_batch_response.data_decrypt_list[]`` with data_tag / encrypted_data /
+# decrypted_data / error_code (0 = decrypted) / error_msg.
+DECRYPT_FIELDS = {"receiver_name": "name", "receiver_phone": "phone", "receiver_address": "address",
+                  "address": "address"}
+
+
+def _pdd_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+    import json
+
+    items = [{"data_tag": str(order_id), "encrypted_data": encrypted[k]} for k in DECRYPT_FIELDS if encrypted.get(k)]
+    if not items:
+        raise self.error("no_cipher", "订单没有可解密的收件人密文")
+    self._decrypt_map = {encrypted[k]: DECRYPT_FIELDS[k] for k in DECRYPT_FIELDS if encrypted.get(k)}
+    return self.signed("pdd.open.decrypt.batch", {"data_list": json.dumps(items, ensure_ascii=False,
+                                                                          separators=(",", ":"))})
+
+
+def _pdd_parse_decrypt_response(self, body: dict):
+    from orders.platforms.interface import DecryptedReceiver
+
+    self.raise_for_error(body)
+    rows = (body.get("open_decrypt_batch_response") or {}).get("data_decrypt_list") or []
+    mapping = getattr(self, "_decrypt_map", {})
+    out: dict[str, str] = {}
+    errors = []
+    for row in rows:
+        if to_str(row.get("error_code")) not in ("", "0"):
+            errors.append(f"{row.get('error_code')} {to_str(row.get('error_msg'))}".strip())
+            continue
+        field_ = mapping.get(to_str(row.get("encrypted_data")))
+        if not field_:  # data_type: 1 name? the public docs list it; we go by the ciphertext we sent
+            continue
+        out.setdefault(field_, to_str(row.get("decrypted_data")))
+    if not out:
+        raise self.error("decrypt_failed", "; ".join(errors) or "pdd.open.decrypt.batch 没有返回明文")
+    return DecryptedReceiver(**out)
+
+
+PddAdapter.build_decrypt_request = _pdd_build_decrypt_request
+PddAdapter.parse_decrypt_response = _pdd_parse_decrypt_response

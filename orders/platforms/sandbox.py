@@ -363,4 +363,60 @@ class SandboxAdapter(AdapterBase):
         )
 
 
+# --- receiver decryption (appended for e-waybills, issue 14) -------------------------------------
+# The sandbox platform may send a receiver encrypted like the Chinese platforms do: a field is
+# then ``~SB~<base64 of the clear text>~``. It decrypts its own ciphertexts locally (no network),
+# through the same two methods as the real adapters, so the demo exercises the audited path.
+_SB_CIPHER = "~SB~"
+_SB_FIELDS = {"name": "name", "phone": "phone", "detail": "address"}
+
+
+def sandbox_encrypt(text: str) -> str:
+    import base64
+
+    return f"{_SB_CIPHER}{base64.b64encode(text.encode('utf-8')).decode('ascii')}~"
+
+
+def _sb_receiver_ciphertexts(self, raw: dict) -> dict:
+    receiver = (raw or {}).get("receiver") or {}
+    return {k: v for k in _SB_FIELDS if isinstance(v := receiver.get(k), str) and v.startswith(_SB_CIPHER)}
+
+
+def _sb_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+    if not encrypted:
+        raise self.error("no_cipher", "订单没有可解密的收件人密文")
+    return PlatformRequest("POST", "/decrypt", {}, {"order_no": str(order_id), "ciphers": dict(encrypted)},
+                           {"Content-Type": "application/json"}, "json")
+
+
+def _sb_decrypt_answer(self, request: PlatformRequest) -> dict:
+    """What the sandbox platform answers to a decrypt request (computed locally)."""
+    import base64
+    import binascii
+
+    out = {}
+    for key, cipher in ((request.body or {}).get("ciphers") or {}).items():
+        try:
+            out[key] = base64.b64decode(cipher[len(_SB_CIPHER):-1], validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return {"error": {"code": "bad_cipher", "message": f"无法解密 {key}"}}
+    return {"receiver": out}
+
+
+def _sb_parse_decrypt_response(self, body: dict):
+    from orders.platforms.interface import DecryptedReceiver
+
+    err = body.get("error")
+    if err:
+        raise self.error(err.get("code"), err.get("message"))
+    r = body.get("receiver") or {}
+    return DecryptedReceiver(**{_SB_FIELDS[k]: to_str(v) for k, v in r.items() if k in _SB_FIELDS})
+
+
+SandboxAdapter.receiver_ciphertexts = _sb_receiver_ciphertexts
+SandboxAdapter.build_decrypt_request = _sb_build_decrypt_request
+SandboxAdapter.decrypt_answer = _sb_decrypt_answer
+SandboxAdapter.parse_decrypt_response = _sb_parse_decrypt_response
+
+
 __all__ = ["SandboxAdapter", "SandboxPlatform"]

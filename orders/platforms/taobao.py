@@ -255,3 +255,40 @@ class TaobaoAdapter(AdapterBase):
 
 def _with_town(town: str, address: str) -> str:
     return address if not town or address.startswith(town) else town + address
+
+
+# --- receiver decryption (appended for e-waybills, issue 14) -------------------------------------
+# ``taobao.top.oaid.decrypt`` per TOP's public documentation (no fixture): ``query_list`` is a
+# JSON list of {"oaid", "tid", "scene"}; the answer is
+# ``top_oaid_decrypt_response.receiver_list.receiver[]`` with name / mobile / phone / state /
+# city / district / town / address_detail. Scene "1001" = 打印面单 (printing a waybill).
+DECRYPT_SCENE = "1001"
+
+
+def _taobao_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+    from orders.platforms.base import PlatformError
+
+    if not oaid:
+        raise PlatformError(self.code, "no_oaid", "订单没有 OAID,无法解密收件人")
+    query = [{"oaid": oaid, "tid": str(order_id), "scene": DECRYPT_SCENE}]
+    return self.signed("taobao.top.oaid.decrypt", {"query_list": json.dumps(query, separators=(",", ":"))})
+
+
+def _taobao_parse_decrypt_response(self, body: dict):
+    from orders.platforms.interface import DecryptedReceiver
+
+    self.raise_for_error(body)
+    inner = (body.get("top_oaid_decrypt_response") or {}).get("receiver_list") or {}
+    receivers = inner.get("receiver") or []
+    if isinstance(receivers, dict):
+        receivers = [receivers]
+    if not receivers:
+        raise self.error("empty", "taobao.top.oaid.decrypt 没有返回收件人")
+    r = receivers[0]
+    address = _with_town(to_str(r.get("town")), to_str(r.get("address_detail")))
+    return DecryptedReceiver(name=to_str(r.get("name")), phone=to_str(first(r.get("mobile"), r.get("phone"))),
+                             address=address)
+
+
+TaobaoAdapter.build_decrypt_request = _taobao_build_decrypt_request
+TaobaoAdapter.parse_decrypt_response = _taobao_parse_decrypt_response
