@@ -13,7 +13,7 @@ same seed gives the same orders (relative to the moment of seeding).
 """
 
 from orders.demo.catalogue import (DEFAULT_ORDERS, DEFAULT_PASSWORD, DEFAULT_SEED, DEFAULT_WEBHOOK_SECRET, RULES,
-                                   SHOP_CODES, SHOPS, SKUS, STOCK, URLS, USERS, WAREHOUSES)
+                                   SHOP_CODES, SHOPS, SKUS, STOCK, URLS, USERS, WAREHOUSE_SENDERS, WAREHOUSES)
 from orders.demo.people import DEMO_PHONE, PLACES
 from orders.demo.planner import Plan, Planner, Step
 from orders.demo.runner import ACTOR, Runner, SeedResult, is_seeded, reset_logins, seed, summary
@@ -21,6 +21,6 @@ from orders.demo.scenarios import SCENARIOS
 
 __all__ = [
     "ACTOR", "DEFAULT_ORDERS", "DEFAULT_PASSWORD", "DEFAULT_SEED", "DEFAULT_WEBHOOK_SECRET", "DEMO_PHONE", "PLACES",
-    "RULES", "SCENARIOS", "SHOP_CODES", "SHOPS", "SKUS", "STOCK", "URLS", "USERS", "WAREHOUSES",
+    "RULES", "SCENARIOS", "SHOP_CODES", "SHOPS", "SKUS", "STOCK", "URLS", "USERS", "WAREHOUSE_SENDERS", "WAREHOUSES",
     "Plan", "Planner", "Runner", "SeedResult", "Step", "is_seeded", "reset_logins", "seed", "summary",
 ]

@@ -55,6 +55,16 @@ WAREHOUSES = [
      "2800 E Victoria St, Rancho Dominguez, CA 90220"),
 ]
 
+# The sender printed on e-waybills (电子面单): contact, phone, district (demo values).
+WAREHOUSE_SENDERS = {
+    "suzhou": ("苏州仓发货组", "0512-60000000", "吴中区"),
+    "tianjin": ("天津仓发货组", "022-60000000", "东丽区"),
+    "shenzhen": ("深圳仓发货组", "0755-60000000", "龙岗区"),
+    "ningbo-bonded": ("宁波保税仓发货组", "0574-60000000", "北仑区"),
+    "yiwu-returns": ("义乌退货仓", "0579-60000000", "义乌市"),
+    "la-overseas": ("LA Warehouse", "+1 310 555 0100", ""),
+}
+
 
 @dataclass(frozen=True)
 class SkuSpec:

@@ -29,7 +29,7 @@ from inventory.models import Reservation, RoutingRule, Sku, SkuMapping, StockLev
 from orders import services
 from orders.demo.catalogue import (DEFAULT_ORDERS, DEFAULT_PASSWORD, DEFAULT_SEED, DEFAULT_WEBHOOK_SECRET, INBOUND,
                                    RECEIPT_REASON, RULES, SANDBOX_SHOP, SHOP_CODES, SHOPS, SKU_BY_CODE, SKUS, STOCK, US_PLATFORMS,
-                                   USERS, WAREHOUSES)
+                                   USERS, WAREHOUSE_SENDERS, WAREHOUSES)
 from orders.demo.fakes import ean13, platform_sku_id, tracking
 from orders.demo.planner import Plan, Planner, Step
 from orders.models import Order, OrderStatus, Shop
@@ -182,6 +182,10 @@ def _shops_and_warehouses(webhook_secret: str) -> None:
         Warehouse.objects.get_or_create(code=code, defaults=dict(
             name=name, kind=kind, country=country, province=province, city=city, region=region, priority=priority,
             lead_time_days=lead, allocatable=allocatable, address=address))
+    for code, (contact, phone, district) in WAREHOUSE_SENDERS.items():
+        # Fill the e-waybill sender once; never overwrite what staff typed since.
+        Warehouse.objects.filter(code=code, contact_name="").update(contact_name=contact, contact_phone=phone,
+                                                                    district=district)
 
 
 def _skus(rng: random.Random) -> dict[str, Sku]:

@@ -78,6 +78,15 @@ def test_seed_creates_the_six_warehouses(seed_output):
     assert (overseas.kind, overseas.country, overseas.lead_time_days) == ("overseas", "US", 2)
 
 
+def test_seed_warehouses_have_the_sender_an_e_waybill_prints(seed_output):
+    from orders.waybills import sender_of
+
+    for warehouse in Warehouse.objects.all():
+        sender = sender_of(warehouse)  # refuses a warehouse without a complete sender address
+        assert sender.name and sender.phone and sender.address
+    assert sender_of(Warehouse.objects.get(code="suzhou")).district == "吴中区"
+
+
 def test_seed_creates_a_catalogue_with_folding_basins_barcodes_and_mappings(seed_output):
     skus = list(Sku.objects.all())
     assert 25 <= len(skus) <= 40
