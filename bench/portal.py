@@ -78,6 +78,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=16)
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--database", default="", help="database name (default <dbname>_portal_bench)")
+    # Production runs with Redis (cache, rate limits, sessions): so does the bench, server and all.
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9",
+                   help="REDIS_URL for the server ('' = none: database cache and sessions)")
     return p.parse_args()
 
 
@@ -89,19 +92,26 @@ def build(url: str, args) -> None:
     import psycopg
     from psycopg.types.json import Jsonb
 
-    from orders.models import Order
+    from orders.models import Order, Shop
 
     rnd = random.Random(args.seed)
     now = datetime.now(dt_timezone.utc)
     with psycopg.connect(url) as conn:
         conn.execute("TRUNCATE orders_orderevent, orders_orderline, orders_order, orders_customer, orders_shop, "
                      "portal_portallogincode, portal_portalsmsoutbox, django_session RESTART IDENTITY CASCADE")
-        with conn.cursor().copy("COPY orders_shop (platform, code, name, app_key, app_secret, access_token, webhook_secret,"
-                                " ship_within_hours, time_zone, currency, sync_enabled, sync_interval_minutes,"
-                                " is_active, created_at) FROM STDIN") as copy:
+        # Every Shop column from the model (defaults for the ones the bench does not care about),
+        # so a new Shop field does not break the COPY.
+        shop_fields = [f for f in Shop._meta.concrete_fields if f.column != "id"]
+        shop_defaults = {}
+        for f in shop_fields:
+            value = f.get_default()
+            shop_defaults[f.column] = Jsonb(value) if f.get_internal_type() == "JSONField" else value
+        with conn.cursor().copy(f"COPY orders_shop ({', '.join(f.column for f in shop_fields)}) FROM STDIN") as copy:
             for platform in PLATFORMS:
-                copy.write_row((platform, f"bench-{platform}", f"压测店 {platform}", "", "", "", "", 48, "Asia/Shanghai",
-                                "CNY", False, 5, True, now))
+                row = dict(shop_defaults)
+                row.update(platform=platform, code=f"bench-{platform}", name=f"压测店 {platform}", ship_within_hours=48,
+                           time_zone="Asia/Shanghai", currency="CNY", sync_enabled=False, is_active=True, created_at=now)
+                copy.write_row([row[f.column] for f in shop_fields])
         with conn.cursor().copy("COPY orders_customer (id, phone, name, tags, created_at) FROM STDIN") as copy:
             for c in range(1, args.customers + 1):
                 copy.write_row((c, f"+86139{c:08d}", "王" + "先生", Jsonb([]), now))
@@ -178,7 +188,11 @@ def ensure_data(url: str, args) -> None:
 def make_sessions(args) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(cookie, list path) and (cookie, order path) for logged-in customers, made the way the
     portal makes them (the same session keys); the login flow itself is not what is measured."""
-    from django.contrib.sessions.backends.db import SessionStore
+    from importlib import import_module
+
+    from django.conf import settings
+
+    SessionStore = import_module(settings.SESSION_ENGINE).SessionStore  # what the server reads
 
     from orders.models import Customer, Order
     from portal.selectors import order_token
@@ -323,6 +337,7 @@ def main() -> None:
     url = _common.with_database(base, name)
     _common.ensure_database(url, SCRIPT)
     os.environ.update(SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="127.0.0.1,localhost,testserver", SECRET_KEY=SECRET)
+    os.environ["REDIS_URL"] = args.redis_url  # the server inherits it (server_env)
     _common.setup_django(url)
     from django.core.management import call_command
 
@@ -332,6 +347,10 @@ def main() -> None:
     lists, details = make_sessions(args)
     mixed = lists + details
     queries = profile_queries(lists, details)
+    from django.conf import settings
+
+    print(f"settings: SESSION_ENGINE {settings.SESSION_ENGINE}, cache {settings.CACHES['default']['BACKEND']}, "
+          f"REDIS_URL {'set' if args.redis_url else 'unset'}")
     print(f"sessions: {len(lists)} logged-in customers, {len(details)} order pages; "
           f"queries per request: list {queries['list']}, timeline {queries['timeline']}")
     from django.db import connections
