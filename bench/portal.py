@@ -92,7 +92,7 @@ def build(url: str, args) -> None:
     import psycopg
     from psycopg.types.json import Jsonb
 
-    from orders.models import Order, Shop
+    from orders.models import Order, OrderEvent, OrderLine, Shop
 
     rnd = random.Random(args.seed)
     now = datetime.now(dt_timezone.utc)
@@ -144,12 +144,24 @@ def build(url: str, args) -> None:
                            seller_note="内部备注 SECRET")
                 copy.write_row([row[n] for n in names])
                 plan.append((status, placed))
-        with conn.cursor().copy("COPY orders_orderline (order_id, platform_sku_id, title, quantity, unit_price,"
-                                " discount_amount, is_gift) FROM STDIN") as copy:
-            for i in range(1, args.orders + 1):
-                copy.write_row((i, f"S{i % 500}", TITLES[i % len(TITLES)], 1 + i % 3, "19.90", "0.00", False))
-        with conn.cursor().copy("COPY orders_orderevent (order_id, kind, from_status, to_status, message, actor_label,"
-                                " source, is_public, data, occurred_at) FROM STDIN") as copy:
+        def copy_rows(model, rows):
+            """COPY dicts into `model`'s table: every concrete column, model defaults for the rest."""
+            cols = [f for f in model._meta.concrete_fields if f.column != "id"]
+            base = {}
+            for f in cols:
+                value = f.get_default()
+                base[f.column] = Jsonb(value) if f.get_internal_type() == "JSONField" else value
+            with conn.cursor().copy(f"COPY {model._meta.db_table} ({', '.join(f.column for f in cols)}) FROM STDIN") as cp:
+                for row in rows:
+                    full = dict(base)
+                    full.update(row)
+                    cp.write_row([full[f.column] for f in cols])
+
+        copy_rows(OrderLine, ({"order_id": i, "platform_sku_id": f"S{i % 500}", "title": TITLES[i % len(TITLES)],
+                               "quantity": 1 + i % 3, "unit_price": "19.90", "discount_amount": "0.00", "is_gift": False}
+                              for i in range(1, args.orders + 1)))
+
+        def events():
             for i, (status, placed) in enumerate(plan, start=1):
                 previous = ""
                 for step, kind in enumerate(PATH_OF[status]):
@@ -157,12 +169,16 @@ def build(url: str, args) -> None:
                     if kind == "shipped":
                         carrier = CARRIERS[i % len(CARRIERS)]
                         data = {"warehouse": "suzhou", "carrier": carrier, "tracking_number": f"{carrier}{i:012d}"}
-                    copy.write_row((i, kind, previous, TO_STATUS[kind], message, "bench", "system", True, Jsonb(data),
-                                    placed + timedelta(hours=6 * step)))
+                    yield {"order_id": i, "kind": kind, "from_status": previous, "to_status": TO_STATUS[kind],
+                           "message": message, "actor_label": "bench", "source": "system", "is_public": True,
+                           "data": Jsonb(data), "occurred_at": placed + timedelta(hours=6 * step)}
                     previous = TO_STATUS[kind]
                 if i % 7 == 0:  # an internal note some staff typed
-                    copy.write_row((i, "note", "", "", "客户很难缠 SECRET", "客服小王", "admin", False, Jsonb({}),
-                                    placed + timedelta(hours=1)))
+                    yield {"order_id": i, "kind": "note", "from_status": "", "to_status": "",
+                           "message": "客户很难缠 SECRET", "actor_label": "客服小王", "source": "admin",
+                           "is_public": False, "data": Jsonb({}), "occurred_at": placed + timedelta(hours=1)}
+
+        copy_rows(OrderEvent, events())
         for table in ("orders_order", "orders_customer", "orders_shop", "orders_orderline", "orders_orderevent"):
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         conn.commit()
