@@ -17,7 +17,9 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -81,34 +83,46 @@ def visible_orders(*, phone: str) -> QuerySet[Order]:
     return Order.objects.filter(condition).order_by("-placed_at", "-id")
 
 
-def visible_order_ids(*, phone: str, offset: int, limit: int) -> list[int]:
-    """The ids of one page of `visible_orders` (same rows, same order), fast at any size.
+def _visible_ids_sql(phone: str, *, wanted: int | None = None) -> tuple[str, list]:
+    """SQL for the (id, placed_at) of the orders `phone` may see: a UNION of the buyer branch
+    (the customer with this phone) and the receiver branch, each walking its own index
+    (portal/migrations/0004) newest first and, for a page, stopping after `wanted` rows.
 
-    "Buyer OR receiver, newest first, one page" as a single query makes PostgreSQL collect
-    every matching order and sort it (or walk the whole placed_at index). Here each branch
-    walks its own index (portal/migrations/0004) in order and stops after offset + limit
-    rows (index-only); the two short lists are merged and de-duplicated in Python (an order
-    bought for oneself is in both).
+    One query, no customer lookup first. The single-query "receiver = P OR customer = C"
+    makes PostgreSQL collect and sort every match or walk the whole placed_at index. The
+    UNION also de-duplicates an order bought for oneself (it is in both branches).
     """
-    wanted = offset + limit
-    branches = [Order.objects.filter(receiver_phone_normalized=phone)]
-    customer_id = _customer_id(phone)
-    if customer_id is not None:
-        branches.append(Order.objects.filter(customer_id=customer_id))
-    rows: set[tuple[datetime, int]] = set()
-    for branch in branches:
-        rows.update(branch.order_by("-placed_at", "-id").values_list("placed_at", "id")[:wanted])
-    ordered = sorted(rows, reverse=True)  # (placed_at, id) descending = order_by("-placed_at", "-id")
-    return [order_id for _, order_id in ordered[offset:offset + limit]]
+    order, customer = Order._meta.db_table, Customer._meta.db_table
+    limit = " LIMIT %s" if wanted is not None else ""
+    sql = (
+        f'SELECT * FROM (SELECT o.id, o.placed_at FROM {order} o WHERE o.receiver_phone_normalized = %s'
+        f' ORDER BY o.placed_at DESC, o.id DESC{limit}) receiver'
+        f' UNION SELECT * FROM (SELECT o.id, o.placed_at FROM {order} o JOIN {customer} c ON c.id = o.customer_id'
+        f' WHERE c.phone = %s ORDER BY o.placed_at DESC, o.id DESC{limit}) buyer'
+    )
+    params = [phone, wanted, phone, wanted] if wanted is not None else [phone, phone]
+    return sql, params
+
+
+def visible_order_ids(*, phone: str, offset: int = 0, limit: int | None = None) -> list[int]:
+    """The ids of `visible_orders` (same rows, same order): one page, or all of them."""
+    sql, params = _visible_ids_sql(phone, wanted=None if limit is None else offset + limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    ordered = sorted(((placed_at, order_id) for order_id, placed_at in rows), reverse=True)
+    ids = [order_id for _, order_id in ordered]
+    return ids[offset:] if limit is None else ids[offset:offset + limit]
 
 
 def order_page(*, phone: str, offset: int, limit: int) -> list[Order]:
-    """One page of visible orders with what the list shows (the latest public event, lines)."""
-    ids = visible_order_ids(phone=phone, offset=offset, limit=limit)
-    if not ids:
-        return []
-    by_id = {o.pk: o for o in with_public_events(Order.objects.filter(pk__in=ids), latest_only=True)}
-    return [by_id[i] for i in ids if i in by_id]
+    """One page of visible orders with what the list shows (the latest public event, lines):
+    the page's ids (a subquery), the orders, their latest events, their lines: 3 queries."""
+    sql, params = _visible_ids_sql(phone, wanted=offset + limit)
+    page_ids = RawSQL(f"SELECT id FROM ({sql}) visible ORDER BY placed_at DESC, id DESC LIMIT %s OFFSET %s",
+                      [*params, limit, offset])
+    qs = Order.objects.filter(pk__in=page_ids).order_by("-placed_at", "-id")
+    return list(with_public_events(qs, latest_only=True))
 
 
 def role_of(order: Order, phone: str) -> str:
@@ -142,7 +156,7 @@ def order_for_token(*, phone: str, token: str) -> Order:
     token = (token or "").strip()
     if not token or len(token) > 64:
         raise Http404
-    for order_id in visible_orders(phone=phone).values_list("pk", flat=True):
+    for order_id in visible_order_ids(phone=phone):
         if constant_time_compare(order_token(phone=phone, order_id=order_id), token):
             return with_public_events(Order.objects.filter(pk=order_id)).get()
     raise Http404
