@@ -7,7 +7,9 @@ customers, against the same server's trivial view (the framework's ceiling here)
 Uses its own database (`<dbname>_portal_bench`, created and migrated if missing). The data
 set (orders, lines, public and internal timeline events) is built once with COPY and kept
 for the next run while its size matches (`--rebuild` forces it). The server runs as in
-production: gunicorn (sync workers), DEBUG off, whitenoise with collected static files.
+production: gunicorn (sync workers), DEBUG off, whitenoise with collected static files,
+and Redis for cache and sessions (`--redis-url`; `--redis-url ''` = database cache and
+database sessions, the setup without Redis).
 The load generator is a closed loop on 127.0.0.1: `--concurrency` connections, each sending
 its next request when the last one finished, for `--duration` seconds per phase, the phases
 taking turns in `--rounds` slices (so other load on a shared machine hits all alike). Every
