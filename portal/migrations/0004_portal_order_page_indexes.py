@@ -1,6 +1,6 @@
 """Indexes for the portal's order list (issue 16 benchmark): "orders of this customer, or
 addressed to this phone, newest first, one page". Each branch of the query
-(`portal.selectors.visible_order_ids`) walks its own index in order and stops after the page,
+(`portal.selectors._visible_ids_sql`) walks its own index in order and stops after the page,
 instead of collecting every matching order and sorting it.
 
 Plain SQL (no model state): the indexes serve the portal's query only and live with it.
