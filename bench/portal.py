@@ -7,7 +7,9 @@ customers, against the same server's trivial view (the framework's ceiling here)
 Uses its own database (`<dbname>_portal_bench`, created and migrated if missing). The data
 set (orders, lines, public and internal timeline events) is built once with COPY and kept
 for the next run while its size matches (`--rebuild` forces it). The server runs as in
-production: gunicorn (sync workers), DEBUG off, whitenoise with collected static files.
+production: gunicorn (sync workers), DEBUG off, whitenoise with collected static files,
+and Redis for cache and sessions (`--redis-url`; `--redis-url ''` = database cache and
+database sessions, the setup without Redis).
 The load generator is a closed loop on 127.0.0.1: `--concurrency` connections, each sending
 its next request when the last one finished, for `--duration` seconds per phase, the phases
 taking turns in `--rounds` slices (so other load on a shared machine hits all alike). Every
@@ -78,6 +80,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=16)
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--database", default="", help="database name (default <dbname>_portal_bench)")
+    # Production runs with Redis (cache, rate limits, sessions): so does the bench, server and all.
+    p.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9",
+                   help="REDIS_URL for the server ('' = none: database cache and sessions)")
     return p.parse_args()
 
 
@@ -89,19 +94,26 @@ def build(url: str, args) -> None:
     import psycopg
     from psycopg.types.json import Jsonb
 
-    from orders.models import Order
+    from orders.models import Order, OrderEvent, OrderLine, Shop
 
     rnd = random.Random(args.seed)
     now = datetime.now(dt_timezone.utc)
     with psycopg.connect(url) as conn:
         conn.execute("TRUNCATE orders_orderevent, orders_orderline, orders_order, orders_customer, orders_shop, "
                      "portal_portallogincode, portal_portalsmsoutbox, django_session RESTART IDENTITY CASCADE")
-        with conn.cursor().copy("COPY orders_shop (platform, code, name, app_key, app_secret, access_token, webhook_secret,"
-                                " ship_within_hours, time_zone, currency, sync_enabled, sync_interval_minutes,"
-                                " is_active, created_at) FROM STDIN") as copy:
+        # Every Shop column from the model (defaults for the ones the bench does not care about),
+        # so a new Shop field does not break the COPY.
+        shop_fields = [f for f in Shop._meta.concrete_fields if f.column != "id"]
+        shop_defaults = {}
+        for f in shop_fields:
+            value = f.get_default()
+            shop_defaults[f.column] = Jsonb(value) if f.get_internal_type() == "JSONField" else value
+        with conn.cursor().copy(f"COPY orders_shop ({', '.join(f.column for f in shop_fields)}) FROM STDIN") as copy:
             for platform in PLATFORMS:
-                copy.write_row((platform, f"bench-{platform}", f"压测店 {platform}", "", "", "", "", 48, "Asia/Shanghai",
-                                "CNY", False, 5, True, now))
+                row = dict(shop_defaults)
+                row.update(platform=platform, code=f"bench-{platform}", name=f"压测店 {platform}", ship_within_hours=48,
+                           time_zone="Asia/Shanghai", currency="CNY", sync_enabled=False, is_active=True, created_at=now)
+                copy.write_row([row[f.column] for f in shop_fields])
         with conn.cursor().copy("COPY orders_customer (id, phone, name, tags, created_at) FROM STDIN") as copy:
             for c in range(1, args.customers + 1):
                 copy.write_row((c, f"+86139{c:08d}", "王" + "先生", Jsonb([]), now))
@@ -134,12 +146,24 @@ def build(url: str, args) -> None:
                            seller_note="内部备注 SECRET")
                 copy.write_row([row[n] for n in names])
                 plan.append((status, placed))
-        with conn.cursor().copy("COPY orders_orderline (order_id, platform_sku_id, title, quantity, unit_price,"
-                                " discount_amount, is_gift) FROM STDIN") as copy:
-            for i in range(1, args.orders + 1):
-                copy.write_row((i, f"S{i % 500}", TITLES[i % len(TITLES)], 1 + i % 3, "19.90", "0.00", False))
-        with conn.cursor().copy("COPY orders_orderevent (order_id, kind, from_status, to_status, message, actor_label,"
-                                " source, is_public, data, occurred_at) FROM STDIN") as copy:
+        def copy_rows(model, rows):
+            """COPY dicts into `model`'s table: every concrete column, model defaults for the rest."""
+            cols = [f for f in model._meta.concrete_fields if f.column != "id"]
+            base = {}
+            for f in cols:
+                value = f.get_default()
+                base[f.column] = Jsonb(value) if f.get_internal_type() == "JSONField" else value
+            with conn.cursor().copy(f"COPY {model._meta.db_table} ({', '.join(f.column for f in cols)}) FROM STDIN") as cp:
+                for row in rows:
+                    full = dict(base)
+                    full.update(row)
+                    cp.write_row([full[f.column] for f in cols])
+
+        copy_rows(OrderLine, ({"order_id": i, "platform_sku_id": f"S{i % 500}", "title": TITLES[i % len(TITLES)],
+                               "quantity": 1 + i % 3, "unit_price": "19.90", "discount_amount": "0.00", "is_gift": False}
+                              for i in range(1, args.orders + 1)))
+
+        def events():
             for i, (status, placed) in enumerate(plan, start=1):
                 previous = ""
                 for step, kind in enumerate(PATH_OF[status]):
@@ -147,12 +171,16 @@ def build(url: str, args) -> None:
                     if kind == "shipped":
                         carrier = CARRIERS[i % len(CARRIERS)]
                         data = {"warehouse": "suzhou", "carrier": carrier, "tracking_number": f"{carrier}{i:012d}"}
-                    copy.write_row((i, kind, previous, TO_STATUS[kind], message, "bench", "system", True, Jsonb(data),
-                                    placed + timedelta(hours=6 * step)))
+                    yield {"order_id": i, "kind": kind, "from_status": previous, "to_status": TO_STATUS[kind],
+                           "message": message, "actor_label": "bench", "source": "system", "is_public": True,
+                           "data": Jsonb(data), "occurred_at": placed + timedelta(hours=6 * step)}
                     previous = TO_STATUS[kind]
                 if i % 7 == 0:  # an internal note some staff typed
-                    copy.write_row((i, "note", "", "", "客户很难缠 SECRET", "客服小王", "admin", False, Jsonb({}),
-                                    placed + timedelta(hours=1)))
+                    yield {"order_id": i, "kind": "note", "from_status": "", "to_status": "",
+                           "message": "客户很难缠 SECRET", "actor_label": "客服小王", "source": "admin",
+                           "is_public": False, "data": Jsonb({}), "occurred_at": placed + timedelta(hours=1)}
+
+        copy_rows(OrderEvent, events())
         for table in ("orders_order", "orders_customer", "orders_shop", "orders_orderline", "orders_orderevent"):
             conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         conn.commit()
@@ -178,7 +206,11 @@ def ensure_data(url: str, args) -> None:
 def make_sessions(args) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(cookie, list path) and (cookie, order path) for logged-in customers, made the way the
     portal makes them (the same session keys); the login flow itself is not what is measured."""
-    from django.contrib.sessions.backends.db import SessionStore
+    from importlib import import_module
+
+    from django.conf import settings
+
+    SessionStore = import_module(settings.SESSION_ENGINE).SessionStore  # what the server reads
 
     from orders.models import Customer, Order
     from portal.selectors import order_token
@@ -323,6 +355,7 @@ def main() -> None:
     url = _common.with_database(base, name)
     _common.ensure_database(url, SCRIPT)
     os.environ.update(SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="127.0.0.1,localhost,testserver", SECRET_KEY=SECRET)
+    os.environ["REDIS_URL"] = args.redis_url  # the server inherits it (server_env)
     _common.setup_django(url)
     from django.core.management import call_command
 
@@ -332,6 +365,10 @@ def main() -> None:
     lists, details = make_sessions(args)
     mixed = lists + details
     queries = profile_queries(lists, details)
+    from django.conf import settings
+
+    print(f"settings: SESSION_ENGINE {settings.SESSION_ENGINE}, cache {settings.CACHES['default']['BACKEND']}, "
+          f"REDIS_URL {'set' if args.redis_url else 'unset'}")
     print(f"sessions: {len(lists)} logged-in customers, {len(details)} order pages; "
           f"queries per request: list {queries['list']}, timeline {queries['timeline']}")
     from django.db import connections

@@ -17,7 +17,9 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -66,15 +68,61 @@ def order_token(*, phone: str, order_id: int) -> str:
     return base64.urlsafe_b64encode(digest[:18]).decode()
 
 
+def _customer_id(phone: str) -> int | None:
+    return Customer.objects.filter(phone=phone).values_list("pk", flat=True).first()
+
+
 def visible_orders(*, phone: str) -> QuerySet[Order]:
     """Every order this phone may see (as buyer or as receiver), newest first."""
-    customer_ids = list(Customer.objects.filter(phone=phone).values_list("pk", flat=True)[:1])
+    customer_id = _customer_id(phone)
     # The receiver phone is matched on its normalized, indexed copy (any spelling the
     # platform sent: 13800138000, +86 138-0013-8000, 0086…).
     condition = Q(receiver_phone_normalized=phone)
-    if customer_ids:
-        condition |= Q(customer_id=customer_ids[0])
+    if customer_id is not None:
+        condition |= Q(customer_id=customer_id)
     return Order.objects.filter(condition).order_by("-placed_at", "-id")
+
+
+def _visible_ids_sql(phone: str, *, wanted: int | None = None) -> tuple[str, list]:
+    """SQL for the (id, placed_at) of the orders `phone` may see: a UNION of the buyer branch
+    (the customer with this phone) and the receiver branch, each walking its own index
+    (portal/migrations/0004) newest first and, for a page, stopping after `wanted` rows.
+
+    One query, no customer lookup first. The single-query "receiver = P OR customer = C"
+    makes PostgreSQL collect and sort every match or walk the whole placed_at index. The
+    UNION also de-duplicates an order bought for oneself (it is in both branches).
+    """
+    order, customer = Order._meta.db_table, Customer._meta.db_table
+    limit = " LIMIT %s" if wanted is not None else ""
+    sql = (
+        f'SELECT * FROM (SELECT o.id, o.placed_at FROM {order} o WHERE o.receiver_phone_normalized = %s'
+        f' ORDER BY o.placed_at DESC, o.id DESC{limit}) receiver'
+        f' UNION SELECT * FROM (SELECT o.id, o.placed_at FROM {order} o JOIN {customer} c ON c.id = o.customer_id'
+        f' WHERE c.phone = %s ORDER BY o.placed_at DESC, o.id DESC{limit}) buyer'
+    )
+    params = [phone, wanted, phone, wanted] if wanted is not None else [phone, phone]
+    return sql, params
+
+
+def visible_order_ids(*, phone: str, offset: int = 0, limit: int | None = None) -> list[int]:
+    """The ids of `visible_orders` (same rows, same order): one page, or all of them."""
+    sql, params = _visible_ids_sql(phone, wanted=None if limit is None else offset + limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    ordered = sorted(((placed_at, order_id) for order_id, placed_at in rows), reverse=True)
+    ids = [order_id for _, order_id in ordered]
+    return ids[offset:] if limit is None else ids[offset:offset + limit]
+
+
+def order_page(*, phone: str, offset: int, limit: int) -> list[Order]:
+    """One page of visible orders with what the list shows (the latest public event, lines):
+    the page's ids (a subquery), the orders, their latest events, their lines: 3 queries."""
+    sql, params = _visible_ids_sql(phone, wanted=offset + limit)
+    page_ids = RawSQL(f"SELECT id FROM ({sql}) visible ORDER BY placed_at DESC, id DESC LIMIT %s OFFSET %s",
+                      [*params, limit, offset])
+    qs = Order.objects.filter(pk__in=page_ids).order_by("-placed_at", "-id")
+    return list(with_public_events(qs, latest_only=True))
 
 
 def role_of(order: Order, phone: str) -> str:
@@ -108,7 +156,7 @@ def order_for_token(*, phone: str, token: str) -> Order:
     token = (token or "").strip()
     if not token or len(token) > 64:
         raise Http404
-    for order_id in visible_orders(phone=phone).values_list("pk", flat=True):
+    for order_id in visible_order_ids(phone=phone):
         if constant_time_compare(order_token(phone=phone, order_id=order_id), token):
             return with_public_events(Order.objects.filter(pk=order_id)).get()
     raise Http404

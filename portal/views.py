@@ -146,8 +146,7 @@ def order_list(request):
         number = 1
     start = (number - 1) * PAGE_SIZE
     # One row more than a page tells whether there is a next one (no COUNT over all orders).
-    orders = list(selectors.with_public_events(selectors.visible_orders(phone=phone), latest_only=True)
-                  [start:start + PAGE_SIZE + 1])
+    orders = selectors.order_page(phone=phone, offset=start, limit=PAGE_SIZE + 1)
     cards = [selectors.card(order, phone=phone) for order in orders[:PAGE_SIZE]]
     page = {"number": number, "previous": number - 1 if number > 1 else None,
             "next": number + 1 if len(orders) > PAGE_SIZE else None}
