@@ -105,9 +105,13 @@ def default_carrier() -> str:
 
 
 def waybill_account() -> CarrierAccount | None:
-    """The KDNiao account that issues e-waybills (the default active one), or None = sandbox."""
-    return (CarrierAccount.objects.filter(provider=TrackingProvider.KDNIAO, is_active=True)
-            .order_by("-is_default", "id").first())
+    """The KDNiao account that issues e-waybills, or None = the sandbox issues them.
+
+    The same rule as tracking (`orders.shipping.default_provider`): only an active KDNiao
+    account marked default is used. An account kept only to verify pushes (as the demo's)
+    does not send e-waybill requests to the internet."""
+    return (CarrierAccount.objects.filter(provider=TrackingProvider.KDNIAO, is_active=True, is_default=True)
+            .order_by("id").first())
 
 
 # --- receiver: stored clear, or decrypted through the platform adapter (audited) -----------------

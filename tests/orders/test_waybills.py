@@ -117,6 +117,15 @@ def kdniao_account(httpserver):
                                          is_default=True)
 
 
+
+def test_a_kdniao_account_not_marked_default_leaves_waybills_to_the_sandbox(world):
+    # The demo keeps a KDNiao account only to verify pushes: requesting waybills must not call out.
+    CarrierAccount.objects.create(provider=TrackingProvider.KDNIAO, account_id="1109259", app_key="S")
+    batch, _ = batch_with(world, 1)
+    result = waybills.batch_request_waybills(batch=batch, actor=SYSTEM)
+    assert not result.failed
+    assert Waybill.objects.get().tracking_number.startswith("SB")
+
 def test_kdniao_partial_failure_keeps_the_good_parcels(world, httpserver):
     kdniao_account(httpserver)
     batch, (good, bad) = batch_with(world, 2)
