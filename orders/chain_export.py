@@ -2,7 +2,9 @@
 
 Sheets: 订单 (header + lines), 时间线 (events), 库存流水 (the order's stock moves: those
 written for its reservations or naming the order), 包裹与物流 (shipments and their tracking
-events), 紧急放行 (overrides), 导入记录 (imports that touched it), and 退货 / 退款 / 发票,
+events), 面单与回传 (each parcel's e-waybill: who requested and printed it, and the tracking-number
+push back to the platform), 解密记录 (receiver decryptions, for those who may read that audit;
+the others see a line saying so), 紧急放行 (overrides), 导入记录 (imports that touched it), and 退货 / 退款 / 发票,
 which say "售后/财务模块尚未上线" until those apps have models.
 
 What 导入记录 covers: the timeline events and stock moves an import wrote for this order
@@ -31,7 +33,8 @@ from inventory import selectors as inventory_selectors
 from inventory.models import StockMove
 from orders import selectors
 from orders.exports import _local, escape_cell
-from orders.models import Order, OrderEvent, OrderOverride, Shipment, TrackingEvent
+from orders.models import (Order, OrderEvent, OrderOverride, ParcelOrder, ReceiverDecryption, Shipment, TrackingEvent,
+                           TrackingPush)
 
 NOT_YET = "售后/财务模块尚未上线"
 PREVIEW_SCAN = 500  # tracking-import jobs looked through for the order number (newest first)
@@ -111,6 +114,36 @@ def _sheet_shipments(order: Order) -> list[list]:
     return rows
 
 
+def _sheet_waybills(order: Order) -> list[list]:
+    rows = [["包裹", "批次包裹", "快递公司", "运单号", "面单服务商", "申请时间", "申请人", "打印时间", "打印人", "打印次数",
+             "平台回传", "回传尝试", "平台记录号", "回传说明"]]
+    members = {m.shipment_id: m for m in ParcelOrder.objects.filter(order=order, shipment__isnull=False)
+               .select_related("parcel__waybill")}
+    pushes = {p.shipment_id: p for p in TrackingPush.objects.filter(order=order)}
+    for s in Shipment.objects.filter(order=order).order_by("id"):
+        member, push = members.get(s.pk), pushes.get(s.pk)
+        waybill = getattr(member.parcel, "waybill", None) if member else None
+        rows.append([f"#{s.pk}", member.parcel.code if member else "", s.carrier, s.tracking_number,
+                     waybill.get_provider_display() if waybill else "",
+                     _local(waybill.requested_at) if waybill else "", waybill.requested_by if waybill else "",
+                     _local(waybill.printed_at) if waybill else "", waybill.printed_by if waybill else "",
+                     waybill.print_count if waybill else 0,
+                     push.get_status_display() if push else "", push.attempts if push else 0,
+                     push.platform_reference if push else "",
+                     (push.note or push.last_error) if push else ""])
+    return rows
+
+
+def _sheet_decryptions(order: Order, actor: Actor) -> list[list]:
+    rows = [["时间", "原因", "平台", "解密字段", "成功", "说明", "操作人"]]
+    if not actor.can("orders.view_receiverdecryption"):
+        return rows + [["", "", "", "", "", "无权查看解密记录", ""]]
+    for d in ReceiverDecryption.objects.filter(order=order).order_by("at", "id"):
+        rows.append([_local(d.at), d.get_reason_display(), d.platform, "、".join(map(str, d.fields or [])),
+                     d.succeeded, d.detail, d.actor_label])
+    return rows
+
+
 def _sheet_overrides(order: Order) -> list[list]:
     rows = [["时间", "类型", "原因", "操作人", "复核人", "复核时间"]]
     for o in OrderOverride.objects.filter(order=order).select_related("reviewed_by").order_by("at", "id"):
@@ -144,6 +177,8 @@ def sheets(*, order_id, actor: Actor) -> tuple[Order, list[tuple[str, list[list]
         ("时间线", _sheet_events(order)),
         ("库存流水", _sheet_moves(order, actor)),
         ("包裹与物流", _sheet_shipments(order)),
+        ("面单与回传", _sheet_waybills(order)),
+        ("解密记录", _sheet_decryptions(order, actor)),
         ("紧急放行", _sheet_overrides(order)),
         ("导入记录", _sheet_imports(order, actor)),
         ("退货", [["说明"], [NOT_YET]]),

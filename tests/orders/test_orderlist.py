@@ -317,7 +317,8 @@ def test_every_role_exports_the_chain_masked_as_it_sees_it(role, sku):
     order = services.order_allocate(order=make_order(lines=[(sku, 2)], seller_note="=HYPERLINK(\"x\")"), actor=SYSTEM)
     user = staff(role)
     book = _book(client_for(user).get(chain_url(order)))
-    assert book.sheetnames == ["订单", "时间线", "库存流水", "包裹与物流", "紧急放行", "导入记录", "退货", "退款", "发票"]
+    assert book.sheetnames == ["订单", "时间线", "库存流水", "包裹与物流", "面单与回传", "解密记录", "紧急放行", "导入记录",
+                               "退货", "退款", "发票"]
     head = {r[0]: r[1] for r in _values(book["订单"]) if r and r[0]}
     assert head["订单号"] == order.number
     if role in MAY_SEE_PII:

@@ -312,3 +312,34 @@ def test_decryption_audit_is_read_only_for_supervisors(world, role, visible):
         assert client.get(reverse("admin:orders_receiverdecryption_change", args=[audit.pk])).status_code == 200
         assert client.post(reverse("admin:orders_receiverdecryption_delete", args=[audit.pk])).status_code == 403
         assert ReceiverDecryption.objects.count() == 1
+
+
+# --- the order's full chain shows its waybill, its push back and (for supervisors) decryptions -------
+@pytest.mark.parametrize("role, sees_decryptions", [("supervisor", True), ("warehouse", False),
+                                                    ("customer_service", False)])
+def test_full_chain_export_has_the_waybill_and_the_decryptions_for_those_who_may_read_them(
+        world, role, sees_decryptions):
+    import io
+
+    import openpyxl
+
+    o = sandbox_encrypted_order(world)
+    batch = batches.batch_build(warehouse=world["su"], actor=SYSTEM)
+    waybills.batch_request_waybills(batch=batch, actor=SYSTEM)
+    waybill = Waybill.objects.get()
+    client = Client()
+    client.force_login(staff(role))
+    response = client.get(reverse("admin:orders_order_chain_export", args=[o.pk]))
+    assert response.status_code == 200
+    book = openpyxl.load_workbook(io.BytesIO(response.content), read_only=True)
+    rows = [list(r) for r in book["面单与回传"].iter_rows(values_only=True)]
+    assert rows[1][1:5] == [Parcel.objects.get().code, "YTO", waybill.tracking_number, "沙箱快递"]
+    assert rows[1][6] == SYSTEM.label
+    decryptions = [list(r) for r in book["解密记录"].iter_rows(values_only=True)][1:]
+    if sees_decryptions:
+        assert len(decryptions) == 1 and decryptions[0][3] == "detail、name、phone" and decryptions[0][4] == "是"
+    else:
+        assert decryptions == [["", "", "", "", "", "无权查看解密记录", ""]]
+    text = json.dumps([list(r) for s in book.worksheets for r in s.iter_rows(values_only=True)], default=str,
+                      ensure_ascii=False)
+    assert "王小明" not in text and "13912345678" not in text  # never the clear receiver
