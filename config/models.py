@@ -83,6 +83,7 @@ class ExportLog(models.Model):
         ORDERS = "orders", _("订单")
         STOCK_LEVELS = "stock_levels", _("库存")
         STOCK_MOVES = "stock_moves", _("库存流水")
+        SHIPMENTS = "shipments", _("发货包裹")
 
     class Status(models.TextChoices):
         DONE = "done", _("已完成")  # streamed in the request, or the task's file is ready

@@ -1,5 +1,5 @@
-"""Exports in the admin: 导出 on the order list (the current filters and search, scoped and
-masked for the role), the 导出记录 page (stock levels, the ledger for a period) and the
+"""Exports in the admin: 导出 on the order list and on the shipment list (the current
+filters and search, scoped and masked for the role), the 导出记录 page (stock levels, the ledger for a period) and the
 export log. Imported by one line at the end of `orders/admin.py`.
 
 The order admin registered by `orders/admin.py` is extended, not replaced: its class is
@@ -27,7 +27,7 @@ from config.admin_tools import OwnRecordsAdminMixin, admin_actor
 from config.errors import DomainError
 from config.models import ExportLog
 from orders import exports
-from orders.models import Order
+from orders.models import Order, Shipment
 
 FORMATS = (("xlsx", "Excel (.xlsx)"), ("csv", "CSV"))
 
@@ -95,6 +95,64 @@ def order_table_from_changelist(*, user, params: dict) -> exports.Table:
     changelist = order_admin.get_changelist_instance(request)
     return exports.order_table(actor=admin_actor(request), orders=changelist.get_queryset(request),
                                filters=exports.order_export_filters(request.GET))
+
+
+_BaseShipmentAdmin = type(admin.site._registry[Shipment])
+
+
+class ExportingShipmentAdmin(_BaseShipmentAdmin):
+    """The shipment list with 导出 (its current filters and search), like the order list."""
+
+    change_list_template = "admin/orders/shipment/change_list_export.html"
+
+    def get_queryset(self, request):
+        return exports.scope_shipments(super().get_queryset(request), actor=admin_actor(request))
+
+    def get_urls(self):
+        return [path("export/", self.admin_site.admin_view(self.export_view), name="orders_shipment_export"),
+                *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        query = request.GET.copy()
+        for key in ("p", "_changelist_filters"):
+            query.pop(key, None)
+        extra_context = {**(extra_context or {}), "export_query": query.urlencode()}
+        return super().changelist_view(request, extra_context=extra_context)
+
+    def export_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        fmt = _format(request)
+        params = request.GET.copy()
+        params.pop("format", None)
+        request.GET = params
+        try:
+            changelist = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return HttpResponseBadRequest(_("筛选条件无效"))
+        actor = admin_actor(request)
+        try:
+            table = exports.shipment_table(actor=actor, shipments=changelist.get_queryset(request),
+                                           filters=exports.order_export_filters(params))
+            return exports.respond(table, actor=actor, fmt=fmt, params=dict(params.items()))
+        except DomainError as exc:
+            messages.error(request, exc.message)
+            return HttpResponseRedirect(reverse("admin:orders_shipment_changelist"))
+
+
+admin.site.unregister(Shipment)
+admin.site.register(Shipment, ExportingShipmentAdmin)
+
+
+def shipment_table_from_changelist(*, user, params: dict) -> exports.Table:
+    """For the export task: the same shipment list (filters, search, scope) as `user` saw it."""
+    from django.test import RequestFactory
+
+    request = RequestFactory().get(reverse("admin:orders_shipment_changelist"), params)
+    request.user = user
+    changelist = admin.site._registry[Shipment].get_changelist_instance(request)
+    return exports.shipment_table(actor=admin_actor(request), shipments=changelist.get_queryset(request),
+                                  filters=exports.order_export_filters(request.GET))
 
 
 class LedgerPeriodForm(forms.Form):
