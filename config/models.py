@@ -128,3 +128,45 @@ class GuideDismissal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} @ {self.dismissed_at}"
+
+
+class Notification(models.Model):
+    """One staff alert for the team's group chat (企业微信 / 钉钉 群机器人), an outbox row.
+
+    Written after the commit that caused it (`config.notify.alert`), at most once per `key`
+    (a redelivered scan or a retried job never alerts twice), and sent by a django-q2 job
+    in batches (robots accept about 20 messages a minute). Staff text only: order numbers,
+    tracking numbers, SKU codes and shop codes, never a customer's name, phone or address."""
+
+    class Topic(models.TextChoices):
+        SHIPMENT_EXCEPTION = "shipment_exception", _("物流异常")
+        SHIPMENT_RETURNED = "shipment_returned", _("包裹退回")
+        STOCK_LOW = "stock_low", _("低于安全库存")
+        SYNC_FAILED = "sync_failed", _("平台同步连续失败")
+        WEBHOOK_DEAD = "webhook_dead", _("平台推送处理失败")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("待发送")
+        SENDING = "sending", _("发送中")
+        SENT = "sent", _("已发送")
+        FAILED = "failed", _("发送失败")
+        NOT_SENT = "not_sent", _("未配置机器人")
+
+    topic = models.CharField(_("类型"), max_length=30, choices=Topic.choices, db_index=True)
+    key = models.CharField(_("去重键"), max_length=200, unique=True)
+    text = models.CharField(_("内容"), max_length=500)
+    link = models.CharField(_("后台链接"), max_length=300, blank=True)
+    status = models.CharField(_("状态"), max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(_("尝试次数"), default=0)
+    last_error = models.CharField(_("最近错误"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("时间"), auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(_("发送时间"), null=True, blank=True)
+    claimed_until = models.DateTimeField(_("处理中至"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("员工通知")
+        verbose_name_plural = pgettext_lazy("plural", "员工通知")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_topic_display()}: {self.text[:40]}"

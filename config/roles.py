@@ -21,6 +21,7 @@ ORDER_VIEW = _view("orders.order", "orders.orderline", "orders.orderevent", "ord
                    "orders.shipment", "orders.shipmentline", "orders.trackingevent")
 TRACKING_PUSH_VIEW = ["orders.view_trackingpush"]  # tracking numbers back to the platforms (issue 15)
 TRACKING_PUSH_RETRY = ["orders.view_trackingpush", "orders.retry_trackingpush"]
+NOTIFICATIONS = ["core.view_notification", "core.change_notification"]  # staff alerts: see, resend
 CARRIER_CONFIG = ["orders.view_carrieraccount", "orders.add_carrieraccount", "orders.change_carrieraccount",
                   "orders.view_carrierpush"]
 STOCK_VIEW = _view("inventory.warehouse", "inventory.sku", "inventory.skumapping", "inventory.stocklevel", "inventory.reservation", "inventory.stockmove", "inventory.routingrule")
@@ -74,6 +75,7 @@ ROLES: dict[str, dict] = {
             "orders.build_pickbatch",
             *CARRIER_CONFIG,
             *TRACKING_PUSH_RETRY,
+            *NOTIFICATIONS,
         ],
     },
     "supervisor": {
@@ -93,6 +95,7 @@ ROLES: dict[str, dict] = {
             "orders.build_pickbatch",
             *CARRIER_CONFIG,
             *TRACKING_PUSH_RETRY,
+            *NOTIFICATIONS,
         ],
     },
 }

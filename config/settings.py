@@ -243,6 +243,14 @@ ORDERHUB = {
 # Platform webhooks (/hooks/<platform>/<shop>/): larger bodies are refused with 413 unread.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES") or 1024 * 1024)
 
+# --- Staff alerts to the team's group chat (config/notify.py) ----------------------------
+# Parcel exceptions and returns, SKUs below safety stock, failing syncs, dead platform pushes.
+NOTIFY_WECOM_WEBHOOK = os.environ.get("NOTIFY_WECOM_WEBHOOK", "")  # https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…
+NOTIFY_DINGTALK_WEBHOOK = os.environ.get("NOTIFY_DINGTALK_WEBHOOK", "")  # https://oapi.dingtalk.com/robot/send?access_token=…
+NOTIFY_DINGTALK_SECRET = os.environ.get("NOTIFY_DINGTALK_SECRET", "")  # 加签 secret (SEC…)
+NOTIFY_SITE_URL = os.environ.get("NOTIFY_SITE_URL", "")  # e.g. https://hub.example.com: links in messages
+NOTIFY_BATCH = int(os.environ.get("NOTIFY_BATCH") or 20)  # alerts per message
+
 # --- Customer portal (/h5/) and SMS -----------------------------------------------------
 # See portal/__init__.py. Codes: 6 digits, hashed, PORTAL_CODE_TTL_SECONDS valid, at most
 # PORTAL_CODE_MAX_ATTEMPTS tries. Rate limits "N/seconds", counted in the shared cache.

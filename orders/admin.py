@@ -689,3 +689,4 @@ from orders import admin_exports  # noqa: E402,F401 - Excel exports (导出, 导
 from orders import admin_overrides  # noqa: E402,F401 - emergency overrides for review (issue 17)
 from orders import admin_trackingpush  # noqa: E402,F401  tracking numbers back to the platforms (issue 15)
 from orders import admin_dashboard  # noqa: E402,F401 - the "in a pick batch" filter the admin home links to
+from orders import admin_notifications  # noqa: E402,F401 - staff alerts to the group chat (config.notify)

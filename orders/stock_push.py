@@ -47,9 +47,11 @@ from typing import Any, Callable, Iterable
 import httpx
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
+from config import notify
 from config.actors import Actor
 from config.errors import NotPermitted
 from inventory.models import Sku, SkuMapping, StockLevel
@@ -279,8 +281,11 @@ def _alerts(figures: dict[tuple[str, int], Figure], skus: dict[int, Sku], now: d
         alert = open_alerts.get(key)
         if fig.below_safety and alert is None:
             country, sku_id = key
-            StockAlert.objects.create(sku_id=sku_id, country=country, available=fig.available,
-                                      threshold=fig.safety_stock, opened_at=now)
+            opened = StockAlert.objects.create(sku_id=sku_id, country=country, available=fig.available,
+                                               threshold=fig.safety_stock, opened_at=now)
+            notify.alert("stock_low", key=f"stock_low:{opened.pk}",
+                         text=f"{skus[sku_id].code} 在 {country} 可用 {fig.available} < 安全库存 {fig.safety_stock},已停止向渠道供货",
+                         link=reverse("admin:orders_stockalert_change", args=[opened.pk]))
             report.alerts_opened += 1
             logger.warning("SKU %s below safety stock in %s: %s < %s — channels told 0",
                            skus[sku_id].code, country, fig.available, fig.safety_stock)

@@ -35,8 +35,10 @@ from typing import Callable
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 
+from config import notify
 from config.actors import Actor
 from config.errors import DomainError, NotPermitted
 from orders.models import Shop, ShopSyncState, SyncStatus
@@ -307,6 +309,9 @@ def _finish_ok(shop: Shop, owner: str, result: SyncResult, *, cursor: str, newes
     return result
 
 
+SYNC_FAILURES_ALERT = 3  # consecutive failed runs of a shop before staff are told
+
+
 def _finish_failed(shop: Shop, owner: str, result: SyncResult, exc: BaseException, *, now: datetime) -> SyncResult:
     result.outcome = "failed"
     result.error = _clip(f"{type(exc).__name__}: {exc}")
@@ -320,6 +325,10 @@ def _finish_failed(shop: Shop, owner: str, result: SyncResult, exc: BaseExceptio
                   consecutive_failures=failures,
                   next_run_at=_next_run(shop, now, failures=failures, retry_after=getattr(exc, "retry_after", None)))
     log.warning("sync %s failed (%d in a row): %s", shop.code, failures, result.error)
+    if failures == SYNC_FAILURES_ALERT:  # once per streak: the streak restarts after a good run
+        notify.alert("sync_failed", key=f"sync_failed:{shop.pk}:{now:%Y%m%d%H%M%S}",
+                     text=f"店铺 {shop.code} 连续 {failures} 次同步失败: {result.error}"[:400],
+                     link=reverse("admin:orders_shopsyncstate_changelist"))
     return result
 
 

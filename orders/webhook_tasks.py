@@ -31,8 +31,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.urls import reverse
 from django.utils import timezone
 
+from config import notify
 from config.actors import Actor
 from orders.models import Platform, WebhookEvent, WebhookStatus
 
@@ -142,6 +144,10 @@ def _mark_failed(event: WebhookEvent, exc: Exception) -> str:
         status=WebhookStatus.DEAD if dead else WebhookStatus.FAILED,
         last_error=error[:5000],
         next_attempt_at=None if dead else timezone.now() + backoff(event.attempts))
+    if dead:
+        notify.alert("webhook_dead", key=f"webhook_dead:{event.pk}",
+                     text=f"{event.platform} 推送 #{event.pk}({event.topic})处理 {event.attempts} 次仍失败: {error}"[:400],
+                     link=reverse("admin:orders_webhookevent_change", args=[event.pk]))
     log = logger.error if dead else logger.warning
     log("webhook %s (%s %s) attempt %d failed%s: %s", event.pk, event.platform, event.topic, event.attempts,
         ", giving up" if dead else "", error, exc_info=not isinstance(exc, WebhookProcessingError))

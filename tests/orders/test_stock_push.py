@@ -525,3 +525,19 @@ def test_a_listing_that_keeps_failing_backs_off_until_its_mapping_is_fixed(chann
     state.refresh_from_db()
     assert (state.pending, state.last_quantity) == (False, 4)
     assert StockPush.objects.latest("id").ok is True
+
+
+def test_an_opened_safety_stock_alert_tells_staff_once(channel, shop, cn, django_capture_on_commit_callbacks):
+    from config.models import Notification
+
+    accept_stock_puts(channel)
+    sku = SkuFactory(code="PAN2", safety_stock=20)
+    SkuMappingFactory(shop=shop, sku=sku, platform_sku_id="M-PAN2")
+    stock(cn, sku, 15)
+    with django_capture_on_commit_callbacks(execute=True):
+        run()
+        run()  # still below: the alert stays open, nobody is told twice
+    alert = StockAlert.objects.get(sku=sku)
+    row = Notification.objects.get()
+    assert (row.topic, row.key) == ("stock_low", f"stock_low:{alert.pk}")
+    assert "PAN2" in row.text and "15" in row.text and "20" in row.text

@@ -699,3 +699,15 @@ def test_amazon_orders_are_fetched_with_their_items(server, monkeypatch, sleeps)
                                         + ["/orders/v0/orders/902-8745147-1934268/orderItems"])
     assert sleeps == [2.0]
     assert OrderLine.objects.filter(order__shop=shop).count() == 2  # one line each, none dropped
+
+
+def test_three_failed_runs_in_a_row_tell_staff_once(shop, platform, sleeps, django_capture_on_commit_callbacks):
+    from config.models import Notification
+
+    platform.faults = {n: ("status", 503) for n in range(1, 200)}
+    for expected in (0, 0, 1, 1):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert run(shop, sleeps).outcome == "failed"
+        assert Notification.objects.count() == expected
+    row = Notification.objects.get()
+    assert row.topic == "sync_failed" and "pdd-main" in row.text and "连续 3 次" in row.text

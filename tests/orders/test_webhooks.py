@@ -673,3 +673,22 @@ def test_two_workers_taking_the_same_event_at_once_process_it_once(monkeypatch):
     outcomes = run_together([lambda: webhook_tasks.process_webhook_event(pk) for _ in range(4)])
     assert sorted(value for _, value in outcomes) == ["done", "skipped", "skipped", "skipped"]
     assert calls == [pk]
+
+
+def test_a_dead_event_tells_staff_once(shop, settings, django_capture_on_commit_callbacks, monkeypatch):
+    from config.models import Notification
+
+    settings.WEBHOOK_MAX_ATTEMPTS = 2
+    monkeypatch.setattr(webhook_tasks, "_ingest", FlakyIngest(failures=100))
+    now = timezone.now()
+    with time_machine.travel(now, tick=False):
+        deliver(django_capture_on_commit_callbacks, order_body())
+    assert not Notification.objects.exists()  # one failure is retried quietly
+    for minutes in (3, 30, 120):
+        with time_machine.travel(now + timedelta(minutes=minutes), tick=False), \
+                django_capture_on_commit_callbacks(execute=True):
+            webhook_tasks.retry_webhook_events()
+    event = WebhookEvent.objects.get()
+    assert event.status == WebhookStatus.DEAD
+    row = Notification.objects.get()
+    assert row.topic == "webhook_dead" and f"#{event.pk}" in row.text and "database is down" in row.text

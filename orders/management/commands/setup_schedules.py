@@ -63,6 +63,13 @@ SCHEDULES: list[dict] = [
         "minutes": 2,
     },
     {
+        # Every 2 minutes: staff alerts not yet sent to the group-chat robot (config/notify.py).
+        "name": "staff notification delivery",
+        "func": "config.notify.deliver_pending",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 2,
+    },
+    {
         "name": "webhook inbox retry",
         "func": "orders.webhook_tasks.retry_webhook_events",
         "schedule_type": Schedule.MINUTES,
