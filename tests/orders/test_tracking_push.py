@@ -113,7 +113,7 @@ def test_jd_shipment_carries_the_logistics_company_id(httpserver, system):
     assert run(push).status == S.SENT
     params = dict(requests(httpserver)[0].args)
     assert params["method"] == "jingdong.pop.order.shipment"
-    assert json.loads(params["360buy_param_json"]) == {"logiCoprId": "467", "logiNo": "SF77", "order_id": 300123}
+    assert json.loads(params["360buy_param_json"]) == {"logiCoprId": "467", "logiNo": "SF77", "orderId": 300123}
     assert params["sign"] == jd.sign({k: v for k, v in params.items() if k != "sign"}, "jd1-secret")
 
 

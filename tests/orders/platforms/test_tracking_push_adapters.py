@@ -94,7 +94,7 @@ def test_one_number_per_order_platforms_skip_additional_parcels():
 def test_jd_answers():
     a = adapter(JdAdapter)
     req = a.build_tracking_push(job(platform_order_id="300"))
-    assert json.loads(req.params["360buy_param_json"]) == {"logiCoprId": "467", "logiNo": "SF1", "order_id": 300}
+    assert json.loads(req.params["360buy_param_json"]) == {"logiCoprId": "467", "logiNo": "SF1", "orderId": 300}
     busy = refused(lambda: a.parse_tracking_push(job(), status=200, body={"error_response": {
         "code": "19", "zh_desc": "调用过于频繁", "en_desc": "call limit"}}))
     assert busy.retryable
