@@ -175,6 +175,15 @@ def test_shopify_steps_and_errors():
     assert post.method == "POST" and post.headers["X-Shopify-Access-Token"] == "t"
     assert post.body["fulfillment"]["line_items_by_fulfillment_order"] == [
         {"fulfillment_order_id": 1, "fulfillment_order_line_items": [{"id": 9, "quantity": 2}]}]
+    assert post.body["fulfillment"]["tracking_info"] == {"number": "SF1", "company": "SF Express"}
+    assert post.body["fulfillment"]["notify_customer"] is False
+    two_places = a.parse_tracking_push(job(lines=(TrackingLine("L1"), TrackingLine("L2"))), status=200, body={
+        "fulfillment_orders": [
+            {"id": 1, "status": "open", "assigned_location_id": 10,
+             "line_items": [{"id": 9, "line_item_id": "L1", "fulfillable_quantity": 1}]},
+            {"id": 2, "status": "open", "assigned_location_id": 20,
+             "line_items": [{"id": 8, "line_item_id": "L2", "fulfillable_quantity": 1}]}]})
+    assert [g["fulfillment_order_id"] for g in two_places.state["line_items_by_fulfillment_order"]] == [1]
     err = refused(lambda: a.parse_tracking_push(job(), status=422, body={"errors": ["Invalid fulfillment order"]}))
     assert not err.retryable and "Invalid" in err.message
     throttled = refused(lambda: a.parse_tracking_push(job(), status=429, body={"errors": "Exceeded"},
@@ -188,6 +197,12 @@ def test_amazon_answers():
     assert req.headers["x-amz-access-token"] == "t" and req.body["marketplaceId"] == "ATVPDKIKX0DER"
     assert req.body["packageDetail"]["packageReferenceId"] == "2"
     assert req.body["packageDetail"]["shipDate"] == "2026-03-01T08:00:00Z"
+    assert "carrierName" not in req.body["packageDetail"] and req.body["packageDetail"]["carrierCode"] == "UPS"
+    assert req.body["packageDetail"]["orderItems"] == [{"orderItemId": "L1", "quantity": 2}]
+    other = a.build_tracking_push(job(carrier="YTO")).body["packageDetail"]  # no Amazon code: "Others" + name
+    assert (other["carrierCode"], other["carrierName"]) == ("Others", "YTO Express")
+    own = adapter(AmazonAdapter, marketplace_ids="ATVPDKIKX0DER", carrier_codes="LHWL=Others")
+    assert own.build_tracking_push(job(carrier="LHWL")).body["packageDetail"]["carrierName"] == "LHWL"
     assert refused(lambda: a.build_tracking_push(job(lines=(TrackingLine(""),)))).code == "no_order_items"
     assert a.parse_tracking_push(job(), status=204, body=None).done
     bad = refused(lambda: a.parse_tracking_push(job(), status=400, body={"errors": [
