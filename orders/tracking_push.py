@@ -20,9 +20,13 @@ Outbox, like the stock push (`orders.stock_push`): durable rows, pushed after co
   admin, where 运营 and 主管 may "retry now" (`retry_now`, permission
   ``orders.retry_trackingpush``).
 - A split order: every parcel has its row, numbered per order (``package_no``). Platforms
-  that take several (Shopify fulfillments, Amazon packages, our mini-program, Taobao split
-  sends with the parcel's oids) get each; the others (JD, PDD, Douyin) get the first and the
-  rest are ``not_applicable`` with a note.
+  that take several get each: Shopify (a fulfillment per parcel), Amazon (a package per
+  parcel), our mini-program, Taobao (split sends with the parcel's oids), Douyin (one
+  ``order.logisticsAddMultiPack`` pack per parcel, when the parcel's lines carry the sku order
+  ids) and PDD (the first parcel ships the order, later ones go up as extra numbers with
+  ``pdd.order.upload.extra.logistics`` — they wait, as retries, until the first is sent). JD
+  takes numbers only in its one outbound call: its additional parcels are ``not_applicable``
+  with a note. Where each shape comes from: the adapters' docstrings.
 """
 
 from __future__ import annotations
@@ -189,6 +193,11 @@ def _send(push: TrackingPush) -> tuple[str, dict]:
     if not callable(getattr(adapter, "build_tracking_push", None)):
         return "not_applicable", {"note": f"{push.platform}: 没有回传运单号的接口"}
     job = job_for(push)
+    if job.additional and getattr(adapter, "extra_parcels_after_first", False):
+        first = (TrackingPush.objects.filter(order_id=push.order_id, package_no=1)
+                 .values_list("status", flat=True).first())
+        if first in (S.PENDING, S.FAILED):  # PDD takes extra numbers only once the order is shipped there
+            return "retry", {"last_error": f"{push.platform}: 等待第一个包裹回传成功后再回传附加包裹"}
     seen: dict[str, Any] = {}
     try:  # pure: decides "nothing to push" and "unmapped carrier" before any address is needed
         seen["request"] = _summary(adapter.build_tracking_push(job))

@@ -134,7 +134,7 @@ def _ciphertexts(adapter, order: Order) -> tuple[dict, str]:
 
 
 def decrypt_receiver(*, order: Order, actor: Actor, waybill: Waybill | None = None,
-                     transport: httpx.BaseTransport | None = None) -> DecryptedReceiver:
+                     transport: httpx.BaseTransport | None = None, carrier: str = "") -> DecryptedReceiver:
     """Decrypt one order's receiver through its platform adapter, for printing a waybill.
     Always writes one `ReceiverDecryption` row (also when the platform refuses)."""
     from orders.platforms.client import PlatformCallFailed, PlatformClient
@@ -155,7 +155,9 @@ def decrypt_receiver(*, order: Order, actor: Actor, waybill: Waybill | None = No
             raise WaybillFailed(f"平台「{platform}」不支持解密收件人,订单 {order.number} 无法打印面单")
         encrypted, oaid = _ciphertexts(adapter, order)
         fields = sorted(encrypted)
-        request = adapter.build_decrypt_request(order_id=order.platform_order_id, encrypted=encrypted, oaid=oaid)
+        carrier = carrier or (waybill.carrier if waybill else "") or default_carrier()  # Taobao's decrypt scene
+        request = adapter.build_decrypt_request(order_id=order.platform_order_id, encrypted=encrypted, oaid=oaid,
+                                                carrier=carrier)
         answer = getattr(adapter, "decrypt_answer", None)
         if callable(answer):  # the sandbox platform answers locally
             body = answer(request)
@@ -176,11 +178,11 @@ def decrypt_receiver(*, order: Order, actor: Actor, waybill: Waybill | None = No
 
 
 def receiver_party(*, order: Order, actor: Actor, waybill: Waybill | None = None,
-                   transport: httpx.BaseTransport | None = None) -> Party:
+                   transport: httpx.BaseTransport | None = None, carrier: str = "") -> Party:
     """The receiver in clear for a waybill: the stored one, or decrypted (audited)."""
     name, phone, address = order.receiver_name, order.receiver_phone, order.address
     if needs_decryption(order):
-        clear = decrypt_receiver(order=order, actor=actor, waybill=waybill, transport=transport)
+        clear = decrypt_receiver(order=order, actor=actor, waybill=waybill, transport=transport, carrier=carrier)
         name = clear.name or ("" if is_protected(name) else name)
         phone = clear.phone or ("" if is_protected(phone) else phone)
         address = clear.address or ("" if is_protected(address) else address)
@@ -239,7 +241,7 @@ def waybill_request(*, parcel: Parcel, actor: Actor, carrier: str = "",
         raise InvalidInput(f"包裹 {parcel.code} 没有可发货的订单")
     carrier, _ = _carrier_code(carrier or default_carrier())
     sender = sender_of(parcel.warehouse)
-    receiver = receiver_party(order=members[0].order, actor=actor, transport=transport)
+    receiver = receiver_party(order=members[0].order, actor=actor, transport=transport, carrier=carrier)
     request = WaybillOrder(order_code=parcel.code, carrier=carrier, sender=sender, receiver=receiver,
                            items=_items(members), remark="、".join(m.order.number for m in members))
     account = waybill_account()

@@ -294,17 +294,29 @@ class AmazonAdapter(AdapterBase):
 
     def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
         """``confirmShipment``: ``POST /orders/v0/orders/{orderId}/shipmentConfirmation`` with
-        ``marketplaceId`` and ``packageDetail`` (packageReferenceId, carrierCode,
-        trackingNumber, shipDate, orderItems [{orderItemId, quantity}]); answered 204. Every
-        parcel is its own package. From ordersV0.json / SP-API documentation (no fixture)."""
+        ``marketplaceId`` and ``packageDetail`` {packageReferenceId (positive number, unique per
+        order: the parcel no.), carrierCode, carrierName (required when carrierCode is
+        "Others"), trackingNumber, shipDate (ISO 8601), orderItems [{orderItemId, quantity}]};
+        answered 204 without a body, errors ``{"errors": [{code, message}]}``. Every parcel is
+        its own package. A carrier code written ``Others:<name>`` in `CARRIER_CODES` (or a shop's
+        ``carrier_codes``) is sent as carrierCode "Others" with that carrierName.
+
+        Source: amzn/selling-partner-api-models ``models/orders-api-model/ordersV0.json``
+        (``ConfirmShipmentRequest``, ``PackageDetail``, ``ConfirmShipmentOrderItem``; the same
+        model as ``../shared/fixtures/amazon/``), as generated into the public SP-API client
+        libraries' ``PackageDetail`` models. Amazon's list of carrierCode values was not found:
+        the codes other than "Others" are not verified."""
         items = [{"orderItemId": line.platform_line_id, "quantity": line.quantity}
                  for line in job.lines if line.platform_line_id]
         if not items:
             raise self.error("no_order_items", "the parcel has no Amazon OrderItemId to confirm")
-        body = {"marketplaceId": self.marketplace_ids.split(",")[0].strip(), "packageDetail": {
-            "packageReferenceId": str(job.package_no),
-            "carrierCode": carrier_code(self.code, job.carrier, self.credentials.extra),
-            "trackingNumber": job.tracking_number, "shipDate": iso_utc(job.shipped_at), "orderItems": items}}
+        code = carrier_code(self.code, job.carrier, self.credentials.extra)
+        package = {"packageReferenceId": str(job.package_no), "carrierCode": code,
+                   "trackingNumber": job.tracking_number, "shipDate": iso_utc(job.shipped_at), "orderItems": items}
+        if code.split(":", 1)[0].strip() in ("Others", "Other"):
+            name = code.split(":", 1)[1].strip() if ":" in code else ""
+            package.update(carrierCode="Others", carrierName=name or job.carrier)
+        body = {"marketplaceId": self.marketplace_ids.split(",")[0].strip(), "packageDetail": package}
         return PlatformRequest("POST", f"/orders/v0/orders/{quote(job.platform_order_id, safe='')}/shipmentConfirmation",
                                {}, body, {**self._headers(), "Content-Type": "application/json"}, "json")
 

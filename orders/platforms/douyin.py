@@ -101,21 +101,45 @@ class DouyinAdapter(AdapterBase):
         return self.signed("sku.syncStock", business)
 
     def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
-        """``order.logisticsAdd`` (订单发货): order_id, company_code, logistics_code (the
-        tracking number). One parcel per call for the whole order: additional parcels are not
-        pushed (``order.logisticsAddMultiPack`` would take them; not built). From the Douyin
-        open platform's public documentation (no fixture)."""
+        """A whole order in one parcel: ``order.logisticsAdd`` (``/order/logisticsAdd``) with
+        ``order_id``, ``company_code`` (from ``/order/logisticsCompanyList``, e.g. ``shunfeng``)
+        and ``logistics_code`` (the tracking number). A parcel of a split order whose lines carry
+        their sku order ids: ``order.logisticsAddMultiPack`` (一单多包/拆单发货) with ``order_id``
+        (the parent order), ``request_id`` (idempotency key: our parcel reference, so a retried
+        push never ships twice) and ``pack_list`` = one pack ``{"shipped_order_info":
+        [{"shipped_order_id": <sku order id>, "shipped_num": <qty>}], "logistics_code",
+        "company_code"}``; its answer ``data.pack_list[].pack_id`` is kept as the reference.
+        A split parcel without sku order ids cannot be told apart: only the first is pushed
+        (with logisticsAdd), the rest are noted.
+
+        Sources: zsmhub/doudian-sdk ``api/order_logisticsAdd/request/order_logisticsAdd_request.go``,
+        ``api/order_logisticsAddMultiPack/request/order_logisticsAddMultiPack_request.go`` and
+        ``…/response/order_logisticsAddMultiPack_response.go`` (commit 93c52ff, generated from
+        the platform's metadata; the official Java SDK's ``PackListItem`` marks
+        shipped_order_info and logistics_code required, example company_code ``shunfeng``);
+        envelope ``core/doudian_op_api_base_response.go`` (code 10000 = success)."""
+        company = carrier_code(self.code, job.carrier, self.credentials.extra)
+        ids = line_ids(job)
+        if job.package_count > 1 and job.lines and len(ids) == len(job.lines):
+            info = [{"shipped_order_id": line.platform_line_id, "shipped_num": max(int(line.quantity), 1)}
+                    for line in job.lines]
+            return self.signed("order.logisticsAddMultiPack", {
+                "order_id": job.platform_order_id,
+                "request_id": job.reference or f"{job.platform_order_id}-{job.package_no}",
+                "pack_list": [{"shipped_order_info": info, "logistics_code": job.tracking_number,
+                               "company_code": company}]})
         if job.additional:
-            raise TrackingNotApplicable("抖店:附加包裹未回传(需多包裹发货接口)")
+            raise TrackingNotApplicable("抖店:附加包裹没有子订单号(sku order id),无法按包裹回传")
         return self.signed("order.logisticsAdd", {
-            "order_id": job.platform_order_id, "logistics_code": job.tracking_number,
-            "company_code": carrier_code(self.code, job.carrier, self.credentials.extra)})
+            "order_id": job.platform_order_id, "logistics_code": job.tracking_number, "company_code": company})
 
     def parse_tracking_push(self, job: TrackingJob, *, status: int, body, headers=None) -> TrackingAnswer:
         if isinstance(body, dict):
             self.raise_for_error(body)  # code 10000 = success
         raise_for_status(self.code, status, body)
-        return TrackingAnswer(done=True)
+        packs = (((body or {}).get("data") or {}).get("pack_list") or []) if isinstance(body, dict) else []
+        mine = [p for p in packs if to_str(p.get("logistics_code")) in ("", job.tracking_number)]
+        return TrackingAnswer(done=True, reference=to_str((mine or packs or [{}])[0].get("pack_id")))
 
     def raise_for_error(self, body: dict) -> None:
         code_ = to_str(body.get("code"))
@@ -213,37 +237,47 @@ class DouyinAdapter(AdapterBase):
 
 
 # --- receiver decryption (appended for e-waybills, issue 14) -------------------------------------
-# ``order.batchDecrypt`` per 抖店开放平台's public documentation (no fixture): ``cipher_infos``
-# is a list of {"auth_id": order id, "cipher_text": ciphertext}; the answer is
-# ``data.decrypt_infos[]`` with auth_id / cipher_text / decrypt_text / err_no (0 = ok) / err_msg,
-# inside the usual envelope (code 10000 = success).
+# ``order.batchDecrypt`` (``/order/batchDecrypt``). Source: zsmhub/doudian-sdk
+# ``api/order_batchDecrypt/request/order_batchDecrypt_request.go`` and
+# ``api/order_batchDecrypt/response/order_batchDecrypt_response.go`` (commit 93c52ff):
+# ``cipher_infos`` (≤ 50) = [{"auth_id": order id, "cipher_text": ciphertext}]; the answer, in
+# the usual envelope (code 10000 = success), is ``data.decrypt_infos[]`` with auth_id /
+# cipher_text / decrypt_text / err_no (0 = ok) / err_msg / data_type (1 地址, 2 姓名, 3 手机号,
+# 5 手机号 without virtual number) / is_virtual_tel (then decrypt_text is "主号-分机号"), and
+# ``data.custom_err`` {err_code, err_msg} for a business error.
 DECRYPT_FIELDS = {"encrypt_post_receiver": "name", "post_receiver": "name", "encrypt_post_tel": "phone",
                   "post_tel": "phone", "post_addr.encrypt_detail": "address"}
+DATA_TYPES = {1: "address", 2: "name", 3: "phone", 5: "phone"}
 
 
-def _douyin_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+def _douyin_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "",
+                                  carrier: str = "") -> PlatformRequest:
     ciphers = {encrypted[k]: v for k, v in DECRYPT_FIELDS.items() if encrypted.get(k)}
     if not ciphers:
         raise self.error("no_cipher", "订单没有可解密的收件人密文")
     self._decrypt_map = ciphers
     return self.signed("order.batchDecrypt", {"cipher_infos": [
-        {"auth_id": str(order_id), "cipher_text": c} for c in ciphers]})
+        {"auth_id": str(order_id), "cipher_text": c} for c in list(ciphers)[:50]]})
 
 
 def _douyin_parse_decrypt_response(self, body: dict):
     from orders.platforms.interface import DecryptedReceiver
 
     self.raise_for_error(body)
-    rows = (body.get("data") or {}).get("decrypt_infos") or []
+    data = body.get("data") or {}
+    rows = data.get("decrypt_infos") or []
     mapping = getattr(self, "_decrypt_map", {})
     out: dict[str, str] = {}
     errors = []
+    custom = data.get("custom_err") or {}
+    if to_str(custom.get("err_code")) not in ("", "0"):
+        errors.append(f"{custom.get('err_code')} {to_str(custom.get('err_msg'))}".strip())
     for row in rows:
         if to_str(row.get("err_no")) not in ("", "0"):
             errors.append(f"{row.get('err_no')} {to_str(row.get('err_msg'))}".strip())
             continue
-        field_ = mapping.get(to_str(row.get("cipher_text")))
-        if field_:
+        field_ = mapping.get(to_str(row.get("cipher_text"))) or DATA_TYPES.get(to_int(row.get("data_type"), 0))
+        if field_ and to_str(row.get("decrypt_text")):
             out.setdefault(field_, to_str(row.get("decrypt_text")))
     if not out:
         raise self.error("decrypt_failed", "; ".join(errors) or "order.batchDecrypt 没有返回明文")

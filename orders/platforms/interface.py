@@ -201,11 +201,14 @@ class DecryptedReceiver:
 class ReceiverDecryptor(Protocol):
     """Optional part of an adapter: Taobao, PDD, Douyin and the sandbox implement it.
 
-    ``build_decrypt_request(order_id=…, encrypted=…, oaid=…)`` builds the signed request from the
-    platform order id and the ciphertexts the adapter kept in ``NormalizedOrder.encrypted``;
+    ``build_decrypt_request(order_id=…, encrypted=…, oaid=…, carrier=…)`` builds the signed
+    request from the platform order id and the ciphertexts the adapter kept in
+    ``NormalizedOrder.encrypted``; ``carrier`` (our code) is the e-waybill's carrier, which
+    Taobao's decrypt scene depends on (the others ignore it);
     ``parse_decrypt_response(body)`` reads the answer (``PlatformError`` from its error
     envelope or when nothing came back decrypted)."""
 
-    def build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest: ...
+    def build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "",
+                              carrier: str = "") -> PlatformRequest: ...
 
     def parse_decrypt_response(self, body: dict) -> DecryptedReceiver: ...

@@ -94,13 +94,25 @@ class JdAdapter(AdapterBase):
                                                                    "stockNum": max(int(quantity), 0)})
 
     def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
-        """``jingdong.pop.order.shipment`` (SOP 出库): order_id, logiCoprId (JD's logistics
-        company id), logiNo. One tracking number per order: additional parcels are not pushed.
-        From JD's public documentation (no fixture)."""
+        """``jingdong.pop.order.shipment`` (SOP 出库发货): ``orderId`` (number, required),
+        ``logiCoprId`` (JD's logistics company id, required), ``logiNo`` (the tracking number).
+
+        Source: JD's document http://open.jd.com/home/home#/doc/api?apiCateId=55&apiId=1948&apiName=jingdong.pop.order.shipment
+        as mirrored in the JOS SDK request classes found in public code (Java
+        ``com.jd.open.api.sdk.request.order.PopOrderShipmentRequest``: orderId, logiCoprId, logiNo,
+        installId, venderTaskAddressId; a PHP copy carries the field descriptions) — the
+        repositories holding those copies could not be identified, so no repo/path is cited. The
+        answer ``jingdong_pop_order_shipment_responce`` (sic) → ``sopjosshipment_result``
+        {success, errorCode, chineseErrCode, englishErrCode} is the SDK response class
+        ``PopOrderShipmentResponse`` (``@JsonProperty("sopjosshipment_result")``).
+
+        Split orders: the documented call takes several numbers only in that one outbound call
+        (``logiCoprId`` ``2100|4700``, ``logiNo`` ``a,b|c``); no documented call adds a number
+        to an order already shipped, so additional parcels are not pushed (noted on the row)."""
         if job.additional:
-            raise TrackingNotApplicable("京东:每单只接收一个运单号,附加包裹未回传")
+            raise TrackingNotApplicable("京东:出库接口只在首次发货时接收运单号,附加包裹未回传")
         return self.signed("jingdong.pop.order.shipment", {
-            "order_id": to_int(job.platform_order_id), "logiNo": job.tracking_number,
+            "orderId": to_int(job.platform_order_id), "logiNo": job.tracking_number,
             "logiCoprId": carrier_code(self.code, job.carrier, self.credentials.extra)})
 
     def parse_tracking_push(self, job: TrackingJob, *, status: int, body, headers=None) -> TrackingAnswer:

@@ -22,6 +22,7 @@ is the stable buyer key. Times are Beijing time strings.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import timedelta
 
@@ -29,8 +30,7 @@ from orders.platforms.base import NormalizedLine, NormalizedOrder, OrderPage
 from orders.platforms.interface import AdapterBase, PlatformRequest, PlatformTransition as T
 from orders.platforms.parsing import (required_id, code, epoch_seconds, first, parse_time, split_region, to_bool, to_int, to_money,
                                       to_str)
-from orders.platforms.tracking import (TrackingAnswer, TrackingJob, TrackingNotApplicable, carrier_code, line_ids,
-                                       raise_for_status)
+from orders.platforms.tracking import TrackingAnswer, TrackingJob, carrier_code, raise_for_status
 
 ENCRYPTED_FIELDS = ("receiver_name", "receiver_phone", "receiver_address", "address", "contact_mobile", "pay_no",
                     "inner_transaction_id", "open_address_id", "open_address_id_2")
@@ -93,24 +93,44 @@ class PddAdapter(AdapterBase):
         return self.signed("pdd.goods.quantity.update", {
             "goods_id": item_id, "sku_id": sku_id, "quantity": max(int(quantity), 0), "update_type": 1})
 
+    # The first parcel is the order's shipment; later parcels are "extra" numbers that PDD only
+    # accepts for an order already shipped: `orders.tracking_push` waits for the first push.
+    extra_parcels_after_first = True
+
     def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
-        """``pdd.logistics.online.send`` (订单发货通知): order_sn, logistics_id, tracking_number.
-        One tracking number per order: additional parcels are not pushed. From PDD's public
-        documentation (no fixture beyond the error envelope)."""
+        """The first parcel: ``pdd.logistics.online.send`` (订单发货通知接口) with ``order_sn``,
+        ``logistics_id`` (快递公司编号, PDD's numeric id) and ``tracking_number``; answer
+        ``logistics_online_send_response.is_success``. An additional parcel of a split order:
+        ``pdd.order.upload.extra.logistics`` (订单额外运单信息上传, "针对一笔订单分多笔物流发货的场景")
+        with ``order_sn``, ``extra_track_list`` = JSON ``[{"shipping_id": <number>,
+        "tracking_number": …}]`` and ``extra_track_type`` 1 (分包发货); answer
+        ``upload_extra_logistics_response.success``.
+
+        Sources: the PDD request/response models generated from PDD's API metadata in
+        lywzx/pdd-node-sdk, ``packages/pdd-origin-api/src/wuLiu/PddLogisticsOnlineSend.ts`` and
+        ``packages/pdd-origin-api/src/dingDan/PddOrderUploadExtraLogistics.ts``;
+        ``extra_track_type`` from SchafferJ/open-pdd ``src/http/model/order/pdd_order_upload_extra_logistics.rs``;
+        error envelope ``../shared/fixtures/pdd/error_response.doc_example.json``."""
+        logistics_id = carrier_code(self.code, job.carrier, self.credentials.extra)
         if job.additional:
-            raise TrackingNotApplicable("拼多多:每单只接收一个运单号,附加包裹未回传")
+            track = [{"shipping_id": to_int(logistics_id), "tracking_number": job.tracking_number}]
+            return self.signed("pdd.order.upload.extra.logistics", {
+                "order_sn": job.platform_order_id, "extra_track_type": 1,
+                "extra_track_list": json.dumps(track, ensure_ascii=False, separators=(",", ":"))})
         return self.signed("pdd.logistics.online.send", {
-            "order_sn": job.platform_order_id, "tracking_number": job.tracking_number,
-            "logistics_id": carrier_code(self.code, job.carrier, self.credentials.extra)})
+            "order_sn": job.platform_order_id, "tracking_number": job.tracking_number, "logistics_id": logistics_id})
 
     def parse_tracking_push(self, job: TrackingJob, *, status: int, body, headers=None) -> TrackingAnswer:
         if isinstance(body, dict):
             self.raise_for_error(body)  # error_response: 5xxxx / 7003x retryable, the rest permanent
         raise_for_status(self.code, status, body)
-        answer = ((body or {}).get("logistics_online_send_response") or {})
-        if not to_bool(answer.get("is_success"), False):
-            raise self.error("not_success", f"no is_success in {str(body)[:200]}")
-        return TrackingAnswer(done=True)
+        if job.additional:
+            answer, flag = ((body or {}).get("upload_extra_logistics_response") or {}), "success"
+        else:
+            answer, flag = ((body or {}).get("logistics_online_send_response") or {}), "is_success"
+        if not to_bool(answer.get(flag), False):
+            raise self.error("not_success", f"no {flag} in {str(body)[:200]}")
+        return TrackingAnswer(done=True, note="额外运单(分包发货)" if job.additional else "")
 
     def raise_for_error(self, body: dict) -> None:
         err = body.get("error_response")
@@ -208,21 +228,35 @@ __all__ = ["PddAdapter", "sign"]
 
 
 # --- receiver decryption (appended for e-waybills, issue 14) -------------------------------------
-# ``pdd.open.decrypt.batch`` per PDD's public documentation (no fixture): ``data_list`` is a JSON
-# list of {"data_tag": order_sn, "encrypted_data": ciphertext}; the answer is
-# ``open_decrypt_batch_response.data_decrypt_list[]`` with data_tag / encrypted_data /
-# decrypted_data / error_code (0 = decrypted) / error_msg.
-DECRYPT_FIELDS = {"receiver_name": "name", "receiver_phone": "phone", "receiver_address": "address",
-                  "address": "address"}
+# ``pdd.open.decrypt.batch`` (批量数据解密接口). Source: PDD's official Java SDK response class
+# ``com.pdd.pop.sdk.http.api.pop.response.PddOpenDecryptBatchResponse`` as found in public code
+# (repository not identified) and lywzx/pdd-node-sdk
+# ``packages/pdd-origin-api/src/gongJu/PddOpenDecryptBatch.ts`` (commit 63cc161): request
+# ``data_list`` = JSON list (≤ 100) of {"data_tag": order_sn, "encrypted_data": ciphertext};
+# answer ``open_decrypt_batch_response.data_decrypt_list[]`` with data_tag, data_type
+# (5 收件人, 6 收件人手机号, 7 收件人完整地址, 8 收件人详细地址), decrypted_data, encrypted_data,
+# error_code (0 = ok), error_msg, virtual_number_type / virtual_identify_number. An older
+# generation of that SDK names the wrapper ``open_kms_decrypt_batch_response``: both are read.
+# Order fields (``../shared/fixtures/pdd/order_list_get.fields.md``): ``receiver_address`` is
+# the address without province/city/district (what a label needs), ``address`` the 详细地址, and
+# since the 2025 change the buyer's phone may only be in ``contact_mobile``.
+DECRYPT_FIELDS = {"receiver_name": "name", "receiver_phone": "phone", "contact_mobile": "phone",
+                  "receiver_address": "address", "address": "address"}  # earlier keys win
+DATA_TYPES = {5: ("name", 0), 6: ("phone", 0), 8: ("address", 0), 7: ("address", 1)}  # detail before full
 
 
-def _pdd_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+def _pdd_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "",
+                               carrier: str = "") -> PlatformRequest:
     import json
 
-    items = [{"data_tag": str(order_id), "encrypted_data": encrypted[k]} for k in DECRYPT_FIELDS if encrypted.get(k)]
-    if not items:
+    keys = [k for k in DECRYPT_FIELDS if encrypted.get(k)]
+    if not keys:
         raise self.error("no_cipher", "订单没有可解密的收件人密文")
-    self._decrypt_map = {encrypted[k]: DECRYPT_FIELDS[k] for k in DECRYPT_FIELDS if encrypted.get(k)}
+    texts = list(dict.fromkeys(encrypted[k] for k in keys))
+    items = [{"data_tag": str(order_id), "encrypted_data": t} for t in texts]
+    self._decrypt_map = {}
+    for k in keys:  # ciphertext → (field, rank): the first key listed for a field is preferred
+        self._decrypt_map.setdefault(encrypted[k], (DECRYPT_FIELDS[k], keys.index(k)))
     return self.signed("pdd.open.decrypt.batch", {"data_list": json.dumps(items, ensure_ascii=False,
                                                                           separators=(",", ":"))})
 
@@ -231,21 +265,25 @@ def _pdd_parse_decrypt_response(self, body: dict):
     from orders.platforms.interface import DecryptedReceiver
 
     self.raise_for_error(body)
-    rows = (body.get("open_decrypt_batch_response") or {}).get("data_decrypt_list") or []
+    inner = body.get("open_decrypt_batch_response") or body.get("open_kms_decrypt_batch_response") or {}
+    rows = inner.get("data_decrypt_list") or []
     mapping = getattr(self, "_decrypt_map", {})
-    out: dict[str, str] = {}
+    best: dict[str, tuple[int, str]] = {}
     errors = []
     for row in rows:
         if to_str(row.get("error_code")) not in ("", "0"):
             errors.append(f"{row.get('error_code')} {to_str(row.get('error_msg'))}".strip())
             continue
-        field_ = mapping.get(to_str(row.get("encrypted_data")))
-        if not field_:  # data_type: 1 name? the public docs list it; we go by the ciphertext we sent
-            continue
-        out.setdefault(field_, to_str(row.get("decrypted_data")))
-    if not out:
+        field_, rank = mapping.get(to_str(row.get("encrypted_data")), (None, 99))
+        if field_ is None:  # a ciphertext we did not send as such: go by its data_type
+            field_, rank = DATA_TYPES.get(to_int(row.get("data_type"), 0), (None, 0))
+            rank += 50
+        text = to_str(row.get("decrypted_data"))
+        if field_ and text and (field_ not in best or rank < best[field_][0]):
+            best[field_] = (rank, text)
+    if not best:
         raise self.error("decrypt_failed", "; ".join(errors) or "pdd.open.decrypt.batch 没有返回明文")
-    return DecryptedReceiver(**out)
+    return DecryptedReceiver(**{k: v for k, (_, v) in best.items()})
 
 
 PddAdapter.build_decrypt_request = _pdd_build_decrypt_request

@@ -382,7 +382,8 @@ def _sb_receiver_ciphertexts(self, raw: dict) -> dict:
     return {k: v for k in _SB_FIELDS if isinstance(v := receiver.get(k), str) and v.startswith(_SB_CIPHER)}
 
 
-def _sb_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+def _sb_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "",
+                              carrier: str = "") -> PlatformRequest:
     if not encrypted:
         raise self.error("no_cipher", "订单没有可解密的收件人密文")
     return PlatformRequest("POST", "/decrypt", {}, {"order_no": str(order_id), "ciphers": dict(encrypted)},

@@ -238,11 +238,20 @@ class ShopifyAdapter(AdapterBase):
                                self._headers(json_body=True), "json")
 
     def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
-        """Two steps (REST Admin, public documentation, no fixture): ``GET
-        orders/<id>/fulfillment_orders.json``, then ``POST fulfillments.json`` with
-        ``line_items_by_fulfillment_order`` (the open fulfillment orders' lines of this parcel,
-        at ``extra["location_id"]`` when set) and ``tracking_info`` {number, company}. Every
-        parcel is its own fulfillment."""
+        """Two steps: ``GET orders/<id>/fulfillment_orders.json``, then ``POST fulfillments.json``
+        with ``{"fulfillment": {"line_items_by_fulfillment_order": [{"fulfillment_order_id",
+        "fulfillment_order_line_items": [{"id", "quantity"}]}], "tracking_info": {"number",
+        "company"}, "notify_customer"}}`` — the open fulfillment orders' lines of this parcel, all
+        at one location (``extra["location_id"]`` when set, else the first location holding the
+        parcel's lines). Every parcel is its own fulfillment ("Each fulfillment supports a single
+        tracking number … create separate fulfillments"). Answer ``{"fulfillment": {"id", …}}``;
+        errors ``{"errors": …}`` with 4xx, 429 with Retry-After.
+
+        Source: Shopify REST Admin "Fulfillment" and "FulfillmentOrder" resources,
+        https://shopify.dev/api/admin-rest/2025-01/resources/fulfillment ("Creates a fulfillment for
+        one or many fulfillment orders … assigned to the same location"); the GraphQL
+        ``FulfillmentTrackingInfo`` page lists the tracking company names
+        (https://shopify.dev/docs/api/admin-graphql/2025-10/objects/FulfillmentTrackingInfo)."""
         company = carrier_code(self.code, job.carrier, self.credentials.extra)
         items = job.state.get("line_items_by_fulfillment_order")
         if not items:
@@ -269,7 +278,7 @@ class ShopifyAdapter(AdapterBase):
         location = to_str(self.credentials.extra.get("location_id"))
         wanted = {line.platform_line_id: line.quantity for line in job.lines if line.platform_line_id}
         known = bool(wanted)  # without line ids (an order made here), the parcel fulfils what is open
-        groups = []
+        picked: list[tuple[str, dict]] = []
         for fo in body.get("fulfillment_orders") or []:
             if to_str(fo.get("status")) not in ("open", "in_progress"):
                 continue
@@ -283,7 +292,12 @@ class ShopifyAdapter(AdapterBase):
                 if quantity > 0:
                     lines.append({"id": to_int(li.get("id")), "quantity": quantity})
             if lines:
-                groups.append({"fulfillment_order_id": to_int(fo.get("id")), "fulfillment_order_line_items": lines})
+                at = to_str(fo.get("assigned_location_id"))
+                if picked and at != picked[0][0]:
+                    continue  # one fulfillment, one location: the rest is another location's parcel
+                picked.append((at, {"fulfillment_order_id": to_int(fo.get("id")),
+                                    "fulfillment_order_line_items": lines}))
+        groups = [g for _, g in picked]
         if not groups:
             raise self.error("nothing_to_fulfil", "no open fulfillment order holds this parcel's lines")
         return TrackingAnswer(done=False, state={"line_items_by_fulfillment_order": groups})

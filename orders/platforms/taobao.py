@@ -133,10 +133,17 @@ class TaobaoAdapter(AdapterBase):
         return self.signed("taobao.item.quantity.update", business)
 
     def build_tracking_push(self, job: TrackingJob) -> PlatformRequest:
-        """``taobao.logistics.offline.send`` (自己联系物流): tid, out_sid, company_code. A parcel
-        that is only part of the trade is sent as a split (``is_split=1``, ``sub_tid`` = the
-        parcel's oids); an additional parcel without oids cannot be told apart and is not pushed.
-        From TOP's public documentation (no fixture)."""
+        """``taobao.logistics.offline.send`` (自己联系物流(线下物流)发货): ``tid``, ``out_sid``
+        (the tracking number), ``company_code`` (from ``taobao.logistics.companies.get``). A
+        parcel that is only part of the trade is a split send: ``is_split=1`` and ``sub_tid`` =
+        the parcel's oids, comma-separated ("需要拆单发货的子订单集合…子订单间用逗号隔开"); an
+        additional parcel without oids cannot be told apart and is not pushed. Answer
+        ``logistics_offline_send_response.shipping.is_success``.
+
+        Source: bububa/opentaobao (generated from TOP's API metadata)
+        ``model/logistic/TaobaoLogisticsOfflineSendAPIRequest.go`` and
+        ``…APIResponse.go`` (commit 22cc484); error envelope and signing: TOP docs (module
+        docstring)."""
         business = {"tid": job.platform_order_id, "out_sid": job.tracking_number,
                     "company_code": carrier_code(self.code, job.carrier, self.credentials.extra)}
         oids = line_ids(job)
@@ -258,19 +265,31 @@ def _with_town(town: str, address: str) -> str:
 
 
 # --- receiver decryption (appended for e-waybills, issue 14) -------------------------------------
-# ``taobao.top.oaid.decrypt`` per TOP's public documentation (no fixture): ``query_list`` is a
-# JSON list of {"oaid", "tid", "scene"}; the answer is
-# ``top_oaid_decrypt_response.receiver_list.receiver[]`` with name / mobile / phone / state /
-# city / district / town / address_detail. Scene "1001" = 打印面单 (printing a waybill).
-DECRYPT_SCENE = "1001"
+# ``taobao.top.oaid.decrypt`` (OAID解密). Source: bububa/opentaobao ``model/tbtrade/ReceiverQuery.go``
+# (commit 206d25c), ``model/tbtrade/Receiver.go`` (commit 58f344b) and the request/response of
+# ``taobao.top.oaid.decrypt`` in the same package: ``query_list`` = JSON list (≤ 20) of
+# {"tid", "oaid", "scene"}; the answer ``top_oaid_decrypt_response.receiver_list.receiver[]``
+# has name / mobile / phone / state / city / district / town / address_detail / tid / oaid /
+# matched (false: the OAID is no longer the trade's — re-read the trade) / privacy_protection.
+# The scene depends on the e-waybill's carrier: 1001 顺丰电子面单发货, 1002 4通一达电子面单发货,
+# 1003 EMS电子面单发货, 1004 其他电子面单发货 (``Credentials.extra["oaid_scene"]`` overrides).
+DECRYPT_SCENES = {"SF": "1001", "YTO": "1002", "ZTO": "1002", "STO": "1002", "YD": "1002", "EMS": "1003",
+                  "YZPY": "1003"}
+DECRYPT_SCENE = "1004"  # 其他电子面单发货
 
 
-def _taobao_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "") -> PlatformRequest:
+def decrypt_scene(carrier: str, extra: dict | None = None) -> str:
+    override = to_str((extra or {}).get("oaid_scene"))
+    return override or DECRYPT_SCENES.get((carrier or "").strip().upper(), DECRYPT_SCENE)
+
+
+def _taobao_build_decrypt_request(self, *, order_id: str, encrypted: dict, oaid: str = "",
+                                  carrier: str = "") -> PlatformRequest:
     from orders.platforms.base import PlatformError
 
     if not oaid:
         raise PlatformError(self.code, "no_oaid", "订单没有 OAID,无法解密收件人")
-    query = [{"oaid": oaid, "tid": str(order_id), "scene": DECRYPT_SCENE}]
+    query = [{"oaid": oaid, "tid": str(order_id), "scene": decrypt_scene(carrier, self.credentials.extra)}]
     return self.signed("taobao.top.oaid.decrypt", {"query_list": json.dumps(query, separators=(",", ":"))})
 
 
@@ -279,12 +298,14 @@ def _taobao_parse_decrypt_response(self, body: dict):
 
     self.raise_for_error(body)
     inner = (body.get("top_oaid_decrypt_response") or {}).get("receiver_list") or {}
-    receivers = inner.get("receiver") or []
+    receivers = inner.get("receiver") or [] if isinstance(inner, dict) else inner
     if isinstance(receivers, dict):
         receivers = [receivers]
     if not receivers:
         raise self.error("empty", "taobao.top.oaid.decrypt 没有返回收件人")
     r = receivers[0]
+    if to_str(r.get("matched")).lower() == "false":
+        raise self.error("oaid_not_matched", "OAID 已不是该订单当前的 OAID,请重新同步订单后再打印面单")
     address = _with_town(to_str(r.get("town")), to_str(r.get("address_detail")))
     return DecryptedReceiver(name=to_str(r.get("name")), phone=to_str(first(r.get("mobile"), r.get("phone"))),
                              address=address)

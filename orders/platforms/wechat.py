@@ -100,7 +100,9 @@ class WechatAdapter(AdapterBase):
         "tracking_number", "package_no", "package_ref", "shipped_at", "items": [{"line_id",
         "quantity"}]}`` (carrier = our code), signed like every call. Answer
         ``{"ok": true, "shipment_id": str}``; a repeated ``package_ref`` is answered ok (the
-        server keeps the first). Every parcel is pushed."""
+        server keeps the first). Every parcel is pushed. Our own API (schema
+        ``orderhub.miniapp/1``, module docstring): there is no third-party document to check it
+        against."""
         carrier = carrier_code(self.code, job.carrier, self.credentials.extra)
         body = {"carrier": carrier, "tracking_number": job.tracking_number, "package_no": job.package_no,
                 "package_ref": job.reference, "shipped_at": job.shipped_at.astimezone(timezone.utc).isoformat(),

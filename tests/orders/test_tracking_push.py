@@ -113,7 +113,7 @@ def test_jd_shipment_carries_the_logistics_company_id(httpserver, system):
     assert run(push).status == S.SENT
     params = dict(requests(httpserver)[0].args)
     assert params["method"] == "jingdong.pop.order.shipment"
-    assert json.loads(params["360buy_param_json"]) == {"logiCoprId": "467", "logiNo": "SF77", "order_id": 300123}
+    assert json.loads(params["360buy_param_json"]) == {"logiCoprId": "467", "logiNo": "SF77", "orderId": 300123}
     assert params["sign"] == jd.sign({k: v for k, v in params.items() if k != "sign"}, "jd1-secret")
 
 
@@ -362,6 +362,52 @@ def test_split_order_one_number_per_order_platform_pushes_the_first_and_notes_th
     second.refresh_from_db()
     assert first.status == S.SENT and second.status == S.NOT_APPLICABLE and "附加包裹" in second.note
     assert [json.loads(dict(r.args)["360buy_param_json"])["logiNo"] for r in requests(httpserver)] == ["SF-A"]
+
+
+def test_split_order_pdd_sends_the_first_then_the_rest_as_extra_numbers(httpserver, split_order):
+    shop = make_shop(httpserver, Platform.PDD, "pddsplit")
+
+    def handler(request):
+        kind = dict(request.args)["type"]
+        key = {"pdd.logistics.online.send": ("logistics_online_send_response", "is_success"),
+               "pdd.order.upload.extra.logistics": ("upload_extra_logistics_response", "success")}[kind]
+        return answer({key[0]: {key[1]: True}})(request)
+
+    httpserver.expect_request("/api/router").respond_with_handler(handler)
+    first, second = split_order(shop)
+    assert tracking_push.process(second.pk, due_only=False) == "waiting"  # the order is not shipped on PDD yet
+    second.refresh_from_db()
+    assert second.status == S.PENDING and "第一个包裹" in second.last_error and requests(httpserver) == []
+    assert tracking_push.process(first.pk, due_only=False) == "sent"
+    assert tracking_push.process(second.pk, due_only=False) == "sent"
+    sent = [dict(r.args) for r in requests(httpserver)]
+    assert [p["type"] for p in sent] == ["pdd.logistics.online.send", "pdd.order.upload.extra.logistics"]
+    assert (sent[0]["order_sn"], sent[0]["logistics_id"], sent[0]["tracking_number"]) == ("500900", "44", "SF-A")
+    assert (sent[1]["order_sn"], sent[1]["extra_track_type"]) == ("500900", "1")
+    assert json.loads(sent[1]["extra_track_list"]) == [{"shipping_id": 85, "tracking_number": "YT-B"}]
+    assert sent[1]["sign"] == pdd.sign({k: v for k, v in sent[1].items() if k != "sign"}, "pddsplit-secret")
+
+
+def test_split_order_douyin_sends_each_parcel_as_a_pack_of_its_sku_orders(httpserver, split_order):
+    shop = make_shop(httpserver, Platform.DOUYIN, "dysplit")
+    httpserver.expect_request("/order/logisticsAddMultiPack", method="POST").respond_with_handler(
+        lambda request: answer({"code": 10000, "msg": "success", "data": {"pack_list": [{
+            "logistics_code": json.loads(request.get_data())["pack_list"][0]["logistics_code"],
+            "pack_id": "7398056775972421900"}]}})(request))
+    pushes = split_order(shop)
+    OrderLine.objects.filter(order_id=pushes[0].order_id).update(platform_line_id="6919000000000000001")
+    assert tracking_push.process_many([p.pk for p in pushes]).sent == 2
+    bodies = [json.loads(r.get_data()) for r in requests(httpserver)]
+    assert bodies == [{"order_id": "500900", "request_id": f"orderhub-{p.shipment_id}", "pack_list": [{
+        "shipped_order_info": [{"shipped_order_id": "6919000000000000001", "shipped_num": 1}],
+        "logistics_code": number, "company_code": code}]} for p, number, code in
+        zip(pushes, ("SF-A", "YT-B"), ("shunfeng", "yuantong"))]
+    params = dict(requests(httpserver)[1].args)
+    assert params["method"] == "order.logisticsAddMultiPack"
+    assert params["sign"] == douyin.sign("dysplit-key", "dysplit-secret", "order.logisticsAddMultiPack",
+                                         params["timestamp"], douyin.param_json(bodies[1]))
+    pushes[0].refresh_from_db()
+    assert pushes[0].platform_reference == "7398056775972421900"
 
 
 def test_split_order_every_parcel_goes_to_a_platform_that_takes_several(httpserver, split_order):

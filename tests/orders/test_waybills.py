@@ -281,7 +281,8 @@ def test_taobao_oaid_is_decrypted_through_the_adapter_against_a_fake_top(world, 
     assert not result.failed, result.failed
     form = httpserver.log[0][0].args  # TOP parameters travel in the query string (as the sync sends them)
     assert form["method"] == "taobao.top.oaid.decrypt"
-    assert json.loads(form["query_list"]) == [{"oaid": "OAID-1", "tid": o.platform_order_id, "scene": "1001"}]
+    # scene 1002 = 4通一达电子面单发货: the default e-waybill carrier is YTO
+    assert json.loads(form["query_list"]) == [{"oaid": "OAID-1", "tid": o.platform_order_id, "scene": "1002"}]
     audit = ReceiverDecryption.objects.get()
     assert audit.platform == "taobao" and audit.succeeded
 

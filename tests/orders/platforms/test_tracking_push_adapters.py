@@ -85,16 +85,17 @@ def test_taobao_answers():
 
 
 # --- JD, PDD, Douyin -----------------------------------------------------------------------------
-def test_one_number_per_order_platforms_skip_additional_parcels():
-    for cls in (JdAdapter, PddAdapter, DouyinAdapter):
-        with pytest.raises(TrackingNotApplicable):
-            adapter(cls).build_tracking_push(job(package_no=2, package_count=2))
+def test_jd_takes_no_additional_parcel_and_douyin_none_without_sku_order_ids():
+    with pytest.raises(TrackingNotApplicable):
+        adapter(JdAdapter).build_tracking_push(job(package_no=2, package_count=2))
+    with pytest.raises(TrackingNotApplicable):  # no sku order id: the parcel's goods are unknown
+        adapter(DouyinAdapter).build_tracking_push(job(package_no=2, package_count=2, lines=(TrackingLine(""),)))
 
 
 def test_jd_answers():
     a = adapter(JdAdapter)
     req = a.build_tracking_push(job(platform_order_id="300"))
-    assert json.loads(req.params["360buy_param_json"]) == {"logiCoprId": "467", "logiNo": "SF1", "order_id": 300}
+    assert json.loads(req.params["360buy_param_json"]) == {"logiCoprId": "467", "logiNo": "SF1", "orderId": 300}
     busy = refused(lambda: a.parse_tracking_push(job(), status=200, body={"error_response": {
         "code": "19", "zh_desc": "调用过于频繁", "en_desc": "call limit"}}))
     assert busy.retryable
@@ -105,10 +106,30 @@ def test_jd_answers():
 
 def test_pdd_answers():
     a = adapter(PddAdapter)
+    req = a.build_tracking_push(job(carrier="ZTO"))
+    assert req.params["type"] == "pdd.logistics.online.send"
+    assert (req.params["order_sn"], req.params["logistics_id"], req.params["tracking_number"]) == ("1001", "115", "SF1")
     limited = refused(lambda: a.parse_tracking_push(job(), status=200, body={"error_response": {
         "error_code": 52101, "error_msg": "当前接口被限流"}}))
     assert limited.retryable and limited.retry_after == 60.0
     assert a.parse_tracking_push(job(), status=200, body={"logistics_online_send_response": {"is_success": True}}).done
+    assert not refused(lambda: a.parse_tracking_push(job(), status=200, body={
+        "logistics_online_send_response": {"is_success": False}})).retryable
+
+
+def test_pdd_additional_parcel_is_an_extra_tracking_number():
+    a = adapter(PddAdapter)
+    assert a.extra_parcels_after_first
+    extra = job(package_no=2, package_count=2, carrier="YTO", tracking_number="YT2")
+    req = a.build_tracking_push(extra)
+    assert req.params["type"] == "pdd.order.upload.extra.logistics"
+    assert (req.params["order_sn"], req.params["extra_track_type"]) == ("1001", "1")
+    assert json.loads(req.params["extra_track_list"]) == [{"shipping_id": 85, "tracking_number": "YT2"}]
+    assert "logistics_id" not in req.params
+    assert a.parse_tracking_push(extra, status=200, body={"upload_extra_logistics_response": {"success": True}}).done
+    # the first parcel's answer key is not the extra one's
+    assert refused(lambda: a.parse_tracking_push(extra, status=200, body={
+        "logistics_online_send_response": {"is_success": True}})).code == "not_success"
 
 
 def test_douyin_answers():
@@ -120,6 +141,24 @@ def test_douyin_answers():
     assert refused(lambda: a.parse_tracking_push(job(), status=200, body={"code": 90000, "msg": "服务繁忙"})).retryable
     assert not refused(lambda: a.parse_tracking_push(job(), status=200, body={
         "code": 50002, "msg": "业务处理失败", "sub_msg": "订单已发货"})).retryable
+
+
+def test_douyin_split_parcels_go_as_packs_of_their_sku_orders():
+    a = adapter(DouyinAdapter)
+    for no in (1, 2):
+        parcel = job(package_no=no, package_count=2, carrier="YTO", tracking_number=f"YT{no}",
+                     reference=f"orderhub-{no}", lines=(TrackingLine("6919000000000000001", quantity=1),
+                                                        TrackingLine("6919000000000000002", quantity=3)))
+        req = a.build_tracking_push(parcel)
+        assert req.path == "/order/logisticsAddMultiPack" and req.params["method"] == "order.logisticsAddMultiPack"
+        assert req.body == {"order_id": "1001", "request_id": f"orderhub-{no}", "pack_list": [{
+            "shipped_order_info": [{"shipped_order_id": "6919000000000000001", "shipped_num": 1},
+                                   {"shipped_order_id": "6919000000000000002", "shipped_num": 3}],
+            "logistics_code": f"YT{no}", "company_code": "yuantong"}]}
+        answer = a.parse_tracking_push(parcel, status=200, body={"code": 10000, "msg": "success", "data": {
+            "pack_list": [{"logistics_code": f"YT{no}", "pack_id": f"73980567759724219{no}",
+                           "shipped_order_info": [{"shipped_order_id": "6919000000000000001", "shipped_num": 1}]}]}})
+        assert answer.done and answer.reference == f"73980567759724219{no}"
 
 
 # --- Shopify, Amazon, our mini-program, sandbox, distributor --------------------------------------
@@ -136,6 +175,15 @@ def test_shopify_steps_and_errors():
     assert post.method == "POST" and post.headers["X-Shopify-Access-Token"] == "t"
     assert post.body["fulfillment"]["line_items_by_fulfillment_order"] == [
         {"fulfillment_order_id": 1, "fulfillment_order_line_items": [{"id": 9, "quantity": 2}]}]
+    assert post.body["fulfillment"]["tracking_info"] == {"number": "SF1", "company": "SF Express"}
+    assert post.body["fulfillment"]["notify_customer"] is False
+    two_places = a.parse_tracking_push(job(lines=(TrackingLine("L1"), TrackingLine("L2"))), status=200, body={
+        "fulfillment_orders": [
+            {"id": 1, "status": "open", "assigned_location_id": 10,
+             "line_items": [{"id": 9, "line_item_id": "L1", "fulfillable_quantity": 1}]},
+            {"id": 2, "status": "open", "assigned_location_id": 20,
+             "line_items": [{"id": 8, "line_item_id": "L2", "fulfillable_quantity": 1}]}]})
+    assert [g["fulfillment_order_id"] for g in two_places.state["line_items_by_fulfillment_order"]] == [1]
     err = refused(lambda: a.parse_tracking_push(job(), status=422, body={"errors": ["Invalid fulfillment order"]}))
     assert not err.retryable and "Invalid" in err.message
     throttled = refused(lambda: a.parse_tracking_push(job(), status=429, body={"errors": "Exceeded"},
@@ -149,6 +197,12 @@ def test_amazon_answers():
     assert req.headers["x-amz-access-token"] == "t" and req.body["marketplaceId"] == "ATVPDKIKX0DER"
     assert req.body["packageDetail"]["packageReferenceId"] == "2"
     assert req.body["packageDetail"]["shipDate"] == "2026-03-01T08:00:00Z"
+    assert "carrierName" not in req.body["packageDetail"] and req.body["packageDetail"]["carrierCode"] == "UPS"
+    assert req.body["packageDetail"]["orderItems"] == [{"orderItemId": "L1", "quantity": 2}]
+    other = a.build_tracking_push(job(carrier="YTO")).body["packageDetail"]  # no Amazon code: "Others" + name
+    assert (other["carrierCode"], other["carrierName"]) == ("Others", "YTO Express")
+    own = adapter(AmazonAdapter, marketplace_ids="ATVPDKIKX0DER", carrier_codes="LHWL=Others")
+    assert own.build_tracking_push(job(carrier="LHWL")).body["packageDetail"]["carrierName"] == "LHWL"
     assert refused(lambda: a.build_tracking_push(job(lines=(TrackingLine(""),)))).code == "no_order_items"
     assert a.parse_tracking_push(job(), status=204, body=None).done
     bad = refused(lambda: a.parse_tracking_push(job(), status=400, body={"errors": [
