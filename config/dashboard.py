@@ -48,7 +48,7 @@ from config.actors import Actor, Source
 from config.errors import NotPermitted
 
 CACHE_SECONDS = 45
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 MAX_SHOPS = 50  # rows of the sync-health table (most troubled first)
 
 # panel → the permissions it needs (all of them). Superusers hold every permission.
@@ -180,11 +180,11 @@ def orders_today(actor: Actor, day: Day) -> dict:
 
 def board(actor: Actor, day: Day) -> dict:
     """Per warehouse in scope: today's parcels to ship (allocated or packed, ship-by before
-    tomorrow 00:00), the backlog (allocated / of which in a pick batch / packed not shipped)
-    and the overdue ones (ship-by passed)."""
+    tomorrow 00:00), the backlog (allocated / of which in a pick batch / packed not shipped),
+    the overdue ones (ship-by passed) and the parcels in a carrier exception right now."""
     from inventory.models import Reservation
     from inventory.selectors import warehouse_list
-    from orders.models import ParcelOrder
+    from orders.models import ParcelOrder, Shipment, ShipmentStatus
 
     def compute():
         warehouses = list(warehouse_list(actor=actor).filter(is_active=True).values_list("pk", "name"))
@@ -208,12 +208,17 @@ def board(actor: Actor, day: Day) -> dict:
             batched = batched.filter(order_id__in=scoped)
         in_batch = dict(batched.order_by().values("warehouse_id").annotate(n=Count("order_id", distinct=True))
                         .values_list("warehouse_id", "n"))
+        troubled = Shipment.objects.filter(warehouse_id__in=ids, status=ShipmentStatus.EXCEPTION)
+        if scoped is not None:
+            troubled = troubled.filter(order_id__in=scoped)
+        exceptions = dict(troubled.order_by().values("warehouse_id").annotate(n=Count("id"))
+                          .values_list("warehouse_id", "n"))
         rows = []
         for pk, name in warehouses:
             c = counts.get(pk, {})
             rows.append({"pk": pk, "name": name, "allocated": c.get("allocated", 0), "packed": c.get("packed", 0),
                          "due_today": c.get("due_today", 0), "overdue": c.get("overdue", 0),
-                         "in_batch": in_batch.get(pk, 0)})
+                         "in_batch": in_batch.get(pk, 0), "exceptions": exceptions.get(pk, 0)})
         return rows
 
     rows = _cached("board", actor, day, compute)
@@ -225,6 +230,8 @@ def board(actor: Actor, day: Day) -> dict:
             "allocated": order_list_url(status__exact="allocated", warehouse=w),
             "in_batch": order_list_url(status__exact="allocated", batch_warehouse=w),
             "packed": order_list_url(status__exact="packed", warehouse=w),
+            "exceptions": _url("admin:orders_shipment_changelist", {"status__exact": "exception",
+                                                                    "warehouse__id__exact": w}),
         }
     return {"rows": rows, "chart": bars([(r["name"], r["due_today"], r["urls"]["due_today"]) for r in rows])}
 

@@ -134,13 +134,32 @@ def test_board_numbers_and_overdue(client, world):
     assert re.search(r"今日待发 — 苏州仓: <a [^>]*>3</a>", page)  # sz[0] packed, sz[1] late, sz[2] tonight
     assert re.search(r"今日待发 — 北京仓: <a [^>]*>2</a>", page)
     nums = [n for _u, n in _links(page, "oh-board")]
-    # 苏州仓 row: allocated 3, in batch 3 (sz[1..3]), packed 1, overdue 1; 北京仓: 2, 0, 0, 1
-    assert [3, 3, 1, 1] == nums[-8:-4] and [2, 0, 0, 1] == nums[-4:]
+    # 苏州仓 row: allocated 3, in batch 3 (sz[1..3]), packed 1, overdue 1, exceptions 0; 北京仓: 2, 0, 0, 1, 0
+    assert [3, 3, 1, 1, 0] == nums[-10:-5] and [2, 0, 0, 1, 0] == nums[-5:]
     assert 'class="num oh-late"' in page  # overdue highlighted
     overdue = _links(page, "oh-overdue")
     assert overdue[0][1] == 2  # sz[1] and bj[0]
     assert overdue[-1][1] == 5  # due by tonight: sz[0..2], bj[0..1]
     assert "超时 3 小时" in page  # the oldest
+
+
+def test_board_counts_parcels_in_a_carrier_exception_per_warehouse(client, world):
+    from orders import shipping
+    from orders.carriers.base import Scan, TrackingUpdate
+
+    packed = world["sz"][0]
+    services.order_ship(order=packed, actor=SYSTEM, carrier="SF", tracking_number="SF-EX-1")
+    scan = Scan(occurred_at=timezone.now(), description="快件滞留", state="exception")
+    shipping.record_tracking(updates=[TrackingUpdate("SF", "SF-EX-1", None, (scan,))], actor=SYSTEM)
+    user = staff("supervisor")
+    page = _home(client, user)
+    nums = [n for _u, n in _links(page, "oh-board")]
+    assert nums[-10:-5][-1] == 1 and nums[-5:][-1] == 0  # 苏州仓 1, 北京仓 0
+    url = [u for u, n in _links(page, "oh-board") if "shipment" in u][0]
+    listed = client.get(url)
+    assert listed.status_code == 200 and listed.context["cl"].result_count == 1 and "SF-EX-1" in listed.content.decode()
+    beijing_only = scoped(staff("warehouse", "bj-keeper"), warehouses=[world["beijing"]])
+    assert [n for u, n in _links(_home(client, beijing_only), "oh-board") if "shipment" in u] == [0]
 
 
 @pytest.mark.parametrize("role", ["supervisor", "finance", "operations"])
