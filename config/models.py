@@ -26,6 +26,7 @@ class ImportJob(models.Model):
         STOCK_COUNT = "stock_count", _("盘点")
         SAFETY_STOCK = "safety_stock", _("安全库存")
         TRACKING = "tracking", _("运单号(批量发货)")
+        DISTRIBUTOR_ORDERS = "distributor_orders", _("分销订单")
 
     class Status(models.TextChoices):
         VALIDATING = "validating", _("校验中")
@@ -55,6 +56,7 @@ class ImportJob(models.Model):
     error_count = models.PositiveIntegerField(_("错误数"), default=0)
     errors = models.JSONField(_("错误"), default=list, blank=True)  # [{"row": 3, "column": "数量", "message": "…"}]
     preview = models.JSONField(_("变更预览"), default=list, blank=True)  # the first rows that would change
+    options = models.JSONField(_("导入选项"), default=dict, blank=True)  # e.g. {"shop": "dist-a"} for distributor orders
     created_at = models.DateTimeField(_("上传时间"), auto_now_add=True, db_index=True)
     confirmed_at = models.DateTimeField(_("确认时间"), null=True, blank=True)
     finished_at = models.DateTimeField(_("完成时间"), null=True, blank=True)

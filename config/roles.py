@@ -81,7 +81,8 @@ ROLES: dict[str, dict] = {
     "supervisor": {
         "name": "主管",
         "label": _("主管"),
-        "perms": ORDER_VIEW + STOCK_VIEW + ["orders.view_pii", "orders.change_order"]
+        "perms": ORDER_VIEW + STOCK_VIEW + ["orders.view_pii", "orders.change_order",
+                                            "orders.add_order"]  # distributor order files (Excel import)
         + [EVERY_ORDER_ACTION]
         + [
             "orders.add_shop", "orders.change_shop",

@@ -35,9 +35,18 @@ class UploadForm(forms.Form):
     file = forms.FileField(label=gettext_lazy("文件"), allow_empty_file=True,  # an empty file gets our answer
                             help_text=gettext_lazy("xlsx / xls / csv;第一个工作表,第 1 行为表头"))
 
+    shop = forms.CharField(label=gettext_lazy("店铺编码"), required=False, max_length=50,
+                           help_text=gettext_lazy("仅分销订单:订单所属的分销商店铺;文件里有“店铺编码”列时可不填"))
+
     def __init__(self, *args, actor: Actor, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = [(k.kind, k.title) for k in imports.kinds_for(actor)]
+        kinds = imports.kinds_for(actor)
+        self.fields["kind"].choices = [(k.kind, k.title) for k in kinds]
+        if not any("shop" in k.options for k in kinds):
+            del self.fields["shop"]  # only the kinds that take a shop show the box
+
+    def import_options(self) -> dict:
+        return {"shop": self.cleaned_data.get("shop", "").strip()} if "shop" in self.fields else {}
 
 
 @admin.register(ImportJob)
@@ -101,7 +110,8 @@ class ImportJobAdmin(OwnRecordsAdminMixin, admin.ModelAdmin):
                 return response
             if form.is_valid():
                 try:
-                    job = imports.start_import(kind=form.cleaned_data["kind"], upload=form.cleaned_data["file"], actor=actor)
+                    job = imports.start_import(kind=form.cleaned_data["kind"], upload=form.cleaned_data["file"], actor=actor,
+                                               options=form.import_options())
                 except DomainError as exc:
                     messages.error(request, exc.message)
                 else:

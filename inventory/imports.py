@@ -194,6 +194,7 @@ def _sheet_rows(data: bytes, fmt: str) -> list[list]:
 class Table:
     columns: list[Column]  # in file order (None-free: unknown headers refuse the file)
     rows: list[tuple[int, dict]]  # (spreadsheet row number, {key: raw value})
+    options: dict = field(default_factory=dict)  # the upload's options (ImportJob.options)
 
 
 def read_table(data: bytes, file_name: str, spec: "ImportKind") -> Table:
@@ -394,6 +395,7 @@ class ImportKind:
     columns: tuple[Column, ...] = ()
     permissions: tuple[str, ...] = ()
     notes: str = ""
+    options: tuple[str, ...] = ()  # upload-form choices this kind reads from `Table.options` (e.g. "shop")
 
     def may_import(self, actor: Actor) -> bool:
         return all(actor.can(p) for p in self.permissions)
@@ -824,14 +826,17 @@ def _store_plan(job: ImportJob, plan: Plan) -> None:
     job.preview = plan.preview
 
 
-def start_import(*, kind: str, upload, actor: Actor) -> ImportJob:
+def start_import(*, kind: str, upload, actor: Actor, options: dict | None = None) -> ImportJob:
     """An uploaded file becomes a job and is checked (a dry run: nothing changes). Small
-    files are checked here; files over IMPORT_ASYNC_ROWS rows by a django-q2 task."""
+    files are checked here; files over IMPORT_ASYNC_ROWS rows by a django-q2 task.
+    `options`: the upload form's extra choices the kind takes (`ImportKind.options`)."""
     spec = KINDS[kind]
     spec.check_permission(actor)
     name = getattr(upload, "name", "upload")[:255]
     size = getattr(upload, "size", None) or 0
-    job = ImportJob(kind=kind, user=actor.user, actor_label=actor.label, file_name=name, file_size=size)
+    options = {k: v for k, v in (options or {}).items() if k in spec.options and v}
+    job = ImportJob(kind=kind, user=actor.user, actor_label=actor.label, file_name=name, file_size=size,
+                    options=options)
     if size > max_bytes():
         job.save()
         return _fail_file(job, _("文件过大(%(size)s MB,上限 %(max)s MB):请拆分后分批导入")
@@ -842,6 +847,7 @@ def start_import(*, kind: str, upload, actor: Actor) -> ImportJob:
         table = read_table(_read(job), name, spec)
     except ImportFileError as exc:
         return _fail_file(job, exc.message)
+    table.options = dict(job.options)
     job.total_rows = len(table.rows)
     if job.total_rows > async_rows():
         job.is_async = True
@@ -878,6 +884,7 @@ def validate_job(job_id: int, table: Table | None = None) -> ImportJob:
     try:
         if table is None:
             table = read_table(_read(job), job.file_name, spec)
+            table.options = dict(job.options)
         plan = spec.plan(table, actor, progress=progress if job.is_async else None)
     except ImportFileError as exc:
         return _fail_file(job, exc.message)
@@ -931,6 +938,7 @@ def apply_job(job_id: int) -> ImportJob:
     actor = _actor(job)
     try:
         table = read_table(_read(job), job.file_name, spec)
+        table.options = dict(job.options)
         with transaction.atomic():
             plan = spec.plan(table, actor)
             if plan.errors:
@@ -951,11 +959,12 @@ def apply_job(job_id: int) -> ImportJob:
     return job
 
 
-def import_file(*, kind: str, data: bytes, file_name: str, actor: Actor) -> Plan:
+def import_file(*, kind: str, data: bytes, file_name: str, actor: Actor, options: dict | None = None) -> Plan:
     """Read, plan and apply in one go (no job): for scripts and the benchmark."""
     spec = KINDS[kind]
     spec.check_permission(actor)
     table = read_table(data, file_name, spec)
+    table.options = {k: v for k, v in (options or {}).items() if k in spec.options and v}
     with transaction.atomic():
         plan = spec.plan(table, actor)
         if plan.errors:

@@ -1,4 +1,6 @@
-"""Bulk ship by Excel: (订单号, 快递公司, 运单号[, 发货仓]) per row.
+"""Excel imports that act on orders: bulk ship (运单号) and distributor orders (分销订单).
+
+**Bulk ship by Excel**: (订单号, 快递公司, 运单号[, 发货仓]) per row.
 
 An import kind on the inventory import pipeline (`inventory.imports`: read → plan → apply,
 the dry-run preview, row-numbered errors, all or nothing, the job history and the admin
@@ -35,7 +37,7 @@ from inventory.imports import PREVIEW_ROWS, Column, ImportKind, Plan, _dupe, in_
 from inventory.models import Reservation, Warehouse
 from orders import services
 from orders.carriers.codes import CARRIERS
-from orders.models import Order, OrderStatus, Shipment
+from orders.models import Order, OrderStatus, Platform, Shipment, Shop
 from orders.selectors import scope_orders
 from orders.shipping import OPEN
 
@@ -176,3 +178,132 @@ class TrackingImport(ImportKind):
 
 
 register(TrackingImport())
+
+
+# --- distributor orders (分销订单) ------------------------------------------------------------
+# Columns as the distributor file drop takes them (`orders.platforms.distributor`), plus the shop.
+_DIST_NOTES = {
+    "order_no": ("必填,分销商的订单号;同一订单号的多行是一个订单的多个商品", "D20260301-001"),
+    "placed_at": ("必填,例 2026-03-01 10:30(北京时间)", "2026-03-01 10:30"),
+    "receiver_name": ("必填", "张三"),
+    "phone": ("必填,手机号或带区号的电话", "13800138000"),
+    "province": ("必填,如 浙江省", "浙江省"),
+    "city": ("必填,如 杭州市", "杭州市"),
+    "district": ("可选", "西湖区"),
+    "address": ("必填,详细地址", "文三路 1 号"),
+    "sku_code": ("必填,我方 SKU 编码(或已映射的分销商编码)", "SKU-001"),
+    "title": ("可选", "收纳盒"),
+    "quantity": ("必填,大于 0 的整数", 2),
+    "unit_price": ("必填,单价(元),不能为负", "12.50"),
+    "shipping_fee": ("可选,运费(元),每个订单填一次", "0"),
+    "note": ("可选,买家留言", ""),
+    "gift": ("可选,是/否", "否"),
+    "status": ("可选,已付款(默认)、已取消、退款中", "已付款"),
+}
+
+
+class DistributorOrderImport(ImportKind):
+    """A distributor's order file, in the admin: the rows are checked exactly as the file drop
+    checks them (`distributor.payloads_from_rows` and the adapter's `normalize`), the preview
+    says which orders would be created or updated, and applying sends them through the same
+    path as a sync or `manage.py ingest` (`orders.ingest.ingest_payloads`: upsert, customer
+    match, batched allocation) with the importing person as the actor — all or nothing: one
+    order the services refuse rolls the whole file back. The shop is the upload form's 店铺编码
+    or the file's 店铺编码 column (a distributor shop in the person's scope)."""
+
+    kind = ImportJob.Kind.DISTRIBUTOR_ORDERS
+    title = _("分销订单")
+    # Creating orders, and marking them paid / cancelled as the file says: 主管 (and superusers).
+    permissions = ("orders.add_order", "orders.pay_order", "orders.cancel_order")
+    options = ("shop",)
+    notes = ("一行是订单的一个商品,同一分销商订单号的行合并为一个订单(收货信息各行须一致)。"
+             "上传时选择店铺编码,或在文件中加“店铺编码”列;只能导入分销商店铺。"
+             "已存在的订单按分销商订单号更新(已发货的不会被改回)。")
+
+    @property
+    def columns(self):
+        from orders.platforms import distributor
+
+        cols = [Column("shop", "店铺编码", max_length=50, note="可选,分销商店铺的编码;不填则用上传时选择的店铺",
+                       example="dist-a", aliases=("店铺",))]
+        for c in distributor.COLUMNS:
+            note, example = _DIST_NOTES.get(c.key, ("", ""))
+            cols.append(Column(c.key, c.header, required=c.required, note=note, example=example, aliases=c.aliases))
+        return tuple(cols)
+
+    def plan(self, table, actor: Actor, progress=None) -> Plan:
+        from orders.platforms import distributor
+        from orders.platforms.registry import adapter_for
+        from orders.selectors import shop_list
+
+        plan = Plan(total_rows=len(table.rows))
+        if len(table.rows) > distributor.MAX_ROWS:
+            plan.errors.append(row_error(0, "", _("行数超过 %(n)s,请分多个文件导入") % {"n": distributor.MAX_ROWS}))
+            return plan
+        shops = {s.code: s for s in shop_list(actor=actor).filter(platform=Platform.DISTRIBUTOR, is_active=True)}
+        default = str(table.options.get("shop") or "").strip()
+        if default and default not in shops:
+            plan.errors.append(row_error(0, self.header("shop"), _("店铺“%(c)s”不存在、不是分销商店铺或不在你的权限范围内")
+                                         % {"c": default}))
+            return plan
+        by_shop: dict[str, list] = defaultdict(list)
+        for row, raw in table.rows:
+            code = str(raw.get("shop") or "").strip() or default
+            if not code:
+                plan.errors.append(row_error(row, self.header("shop"), _("请在文件中填写店铺编码,或上传时在表单中填写")))
+            elif code not in shops:
+                plan.errors.append(row_error(row, self.header("shop"), _("店铺“%(c)s”不存在、不是分销商店铺或不在你的权限范围内")
+                                             % {"c": code}))
+            else:
+                # A number typed in Excel (a phone, a quantity) arrives as a float: 13800138000.0 → 13800138000.
+                by_shop[code].append((row, {k: int(v) if isinstance(v, float) and v.is_integer() else v
+                                            for k, v in raw.items() if k != "shop"}))
+        for code, rows in by_shop.items():
+            payloads, problems = distributor.payloads_from_rows(rows, excel=True)
+            plan.errors.extend(row_error(p.row, p.column, p.message) for p in problems)
+            if problems:
+                continue
+            adapter = adapter_for(shops[code])
+            numbers = [p["distributor_order_no"] for p in payloads]
+            stored = set()
+            for lookup in in_lists("platform_order_id", numbers, "varchar"):
+                stored.update(Order.objects.filter(shop=shops[code], **lookup).values_list("platform_order_id", flat=True))
+            for payload in payloads:
+                first = payload["rows"][0]["row"]
+                try:
+                    data = adapter.normalize(payload)
+                except distributor.DistributorFileRefused as exc:
+                    plan.errors.extend(row_error(p.row or first, p.column, p.message) for p in exc.errors)
+                    continue
+                new = data.platform_order_id not in stored
+                if new:
+                    plan.created += 1
+                else:
+                    plan.updated += 1
+                plan.work.append((code, payload))
+                if len(plan.preview) < PREVIEW_ROWS:
+                    plan.change({"row": first, "action": _("新建订单") if new else _("更新订单"),
+                                 "key": f"{code} · {data.platform_order_id}",
+                                 "changes": _("%(n)s 个商品 · 实付 ¥%(paid)s · %(status)s")
+                                 % {"n": len(data.lines), "paid": data.paid_amount, "status": data.platform_status}})
+        return plan
+
+    def apply(self, plan: Plan, actor: Actor) -> None:
+        from orders.ingest import ingest_payloads
+
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for code, payload in plan.work:
+            groups[code].append(payload)
+        shops = {s.code: s for s in Shop.objects.filter(code__in=list(groups))}
+        for code, payloads in groups.items():
+            report = ingest_payloads(shop=shops[code], payloads=payloads, actor=actor)
+            if report.failures:
+                problems = []
+                for position, reason in report.failures[:20]:
+                    payload = payloads[position - 1]
+                    problems.append(_("第 %(row)s 行(订单 %(no)s):%(msg)s") % {
+                        "row": payload["rows"][0]["row"], "no": payload["distributor_order_no"], "msg": reason})
+                raise InvalidInput(";".join(problems))
+
+
+register(DistributorOrderImport())

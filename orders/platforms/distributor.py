@@ -344,17 +344,25 @@ def parse_file(content: bytes, filename: str = "") -> list[dict]:
         raise DistributorFileRefused([FileRowError(0, "", _("文件里没有订单行"))])
     if len(body) > MAX_ROWS:
         raise DistributorFileRefused([FileRowError(0, "", _("行数超过 %(n)s，请分多个文件导入") % {"n": MAX_ROWS})])
-    rows = []
-    for number, cells in body:
-        mapped = {key: cells[i] for i, key in positions.items() if i < len(cells)}
-        values, row_errors = _row_values(mapped, number, excel=excel)
-        errors.extend(row_errors)
-        rows.append(values)
-    payloads, group_errors = group_rows(rows)
-    errors.extend(group_errors)
+    payloads, errors = payloads_from_rows(
+        ((number, {key: cells[i] for i, key in positions.items() if i < len(cells)}) for number, cells in body),
+        excel=excel)
     if errors:
         raise DistributorFileRefused(errors)
     return payloads
+
+
+def payloads_from_rows(rows: Iterable[tuple[int, dict[str, Any]]], *, excel: bool) -> tuple[list[dict], list[FileRowError]]:
+    """(spreadsheet row number, {column key: raw cell}) rows → one raw payload per order, and
+    every problem found (each cell checked, then the rows of each order against each other).
+    `parse_file` and the admin's Excel import (`orders.imports`) share it."""
+    cleaned, errors = [], []
+    for number, cells in rows:
+        values, row_errors = _row_values(cells, number, excel=excel)
+        errors.extend(row_errors)
+        cleaned.append(values)
+    payloads, group_errors = group_rows(cleaned)
+    return payloads, errors + group_errors
 
 
 # --- normalizing -----------------------------------------------------------------------------
@@ -465,4 +473,5 @@ class DistributorAdapter(AdapterBase):
         )
 
 
-__all__ = ["COLUMNS", "DistributorAdapter", "DistributorFileRefused", "FileRowError", "parse_file", "read_table"]
+__all__ = ["COLUMNS", "DistributorAdapter", "DistributorFileRefused", "FileRowError", "parse_file", "payloads_from_rows",
+           "read_table"]
