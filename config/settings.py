@@ -243,6 +243,10 @@ ORDERHUB = {
 # Platform webhooks (/hooks/<platform>/<shop>/): larger bodies are refused with 413 unread.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES") or 1024 * 1024)
 
+# Carrier push subscriptions (orders/carrier_subscriptions.py): the public address carriers push
+# to, e.g. https://hub.example.com → https://hub.example.com/hooks/carriers/kuaidi100/
+CARRIER_CALLBACK_BASE_URL = os.environ.get("CARRIER_CALLBACK_BASE_URL", "")
+
 # --- Staff alerts to the team's group chat (config/notify.py) ----------------------------
 # Parcel exceptions and returns, SKUs below safety stock, failing syncs, dead platform pushes.
 NOTIFY_WECOM_WEBHOOK = os.environ.get("NOTIFY_WECOM_WEBHOOK", "")  # https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…

@@ -784,6 +784,9 @@ class CarrierAccount(models.Model):
     salt = models.CharField(_("推送签名 salt"), max_length=200, blank=True, help_text=_("快递100 订阅推送的 salt"))
     api_url = models.URLField(_("接口地址"), blank=True, help_text=_("留空 = 官方地址"))
     is_default = models.BooleanField(_("默认查询渠道"), default=False, help_text=_("新包裹通过此服务商查询轨迹"))
+    subscribe = models.BooleanField(_("订阅推送"), default=False,
+                                    help_text=_("新发出的包裹向服务商订阅轨迹推送(快递鸟 1008 / 快递100 订阅);"
+                                                "推送地址见 README“订阅推送”"))
     is_active = models.BooleanField(_("启用"), default=True)
 
     class Meta:
@@ -893,6 +896,37 @@ class TrackingEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.description}"
+
+
+class CarrierSubscription(models.Model):
+    """A parcel subscribed at its tracking provider, so the provider pushes its scans
+    (`orders.carrier_subscriptions`). One row per parcel; polling stays on as the safety net."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("待订阅")
+        SUBSCRIBED = "subscribed", _("已订阅")
+        FAILED = "failed", _("订阅失败")
+
+    shipment = models.OneToOneField("Shipment", on_delete=models.CASCADE, related_name="subscription",
+                                    verbose_name=_("包裹"))
+    provider = models.CharField(_("服务商"), max_length=20, choices=TrackingProvider.choices)
+    account = models.ForeignKey(CarrierAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                verbose_name=_("账号"))
+    status = models.CharField(_("状态"), max_length=12, choices=Status.choices, default=Status.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(_("尝试次数"), default=0)
+    next_attempt_at = models.DateTimeField(_("下次尝试"), null=True, blank=True, db_index=True)
+    last_error = models.CharField(_("最近错误"), max_length=300, blank=True)
+    answer = models.CharField(_("服务商答复"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("创建时间"), default=timezone.now)
+    subscribed_at = models.DateTimeField(_("订阅时间"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("轨迹订阅")
+        verbose_name_plural = pgettext_lazy("plural", "轨迹订阅")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} #{self.shipment_id}"
 
 
 class CarrierPush(models.Model):

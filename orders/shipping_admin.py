@@ -15,7 +15,8 @@ from django.utils.translation import gettext_lazy as _
 from config.admin_tools import OutOfScopeIs404Mixin, ReadOnlyAdminMixin, admin_actor
 from orders import selectors
 from orders.carriers.base import mask_phones
-from orders.models import CarrierAccount, CarrierPush, Order, Shipment, ShipmentLine, TrackingEvent
+from orders.models import (CarrierAccount, CarrierPush, CarrierSubscription, Order, Shipment, ShipmentLine,
+                           TrackingEvent)
 
 
 class ShipmentLineInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -103,5 +104,35 @@ class CarrierAccountForm(forms.ModelForm):
 @admin.register(CarrierAccount)
 class CarrierAccountAdmin(admin.ModelAdmin):
     form = CarrierAccountForm
-    list_display = ("provider", "account_id", "is_default", "is_active")
+    list_display = ("provider", "account_id", "is_default", "subscribe", "is_active")
     list_filter = ("provider", "is_active")
+
+
+@admin.register(CarrierSubscription)
+class CarrierSubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Parcels subscribed at their provider (`orders.carrier_subscriptions`): who may see the
+    carrier accounts sees these; 重新订阅 needs the right to change the accounts."""
+
+    list_display = ("shipment", "provider", "status", "attempts", "next_attempt_at", "subscribed_at", "last_error")
+    list_filter = ("status", "provider")
+    search_fields = ("shipment__tracking_number",)
+    list_select_related = ("shipment",)
+    readonly_fields = ("shipment", "provider", "account", "status", "attempts", "next_attempt_at", "last_error",
+                       "answer", "created_at", "subscribed_at")
+    actions = ["resubscribe"]
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.has_perm("orders.view_carrieraccount")
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
+
+    @admin.action(description=_("重新订阅所选包裹"))
+    def resubscribe(self, request, queryset):
+        from orders.carrier_subscriptions import resubscribe
+
+        if not request.user.has_perm("orders.change_carrieraccount"):
+            self.message_user(request, gettext("没有权限重新订阅"), messages.ERROR)
+            return
+        n = resubscribe(queryset.values_list("pk", flat=True))
+        self.message_user(request, gettext("已重新排队 %(n)d 个订阅") % {"n": n}, messages.SUCCESS)

@@ -1,4 +1,4 @@
-"""KDNiao (快递鸟): instant query (RequestType 1002, or 8001 增值版) and track push (101).
+"""KDNiao (快递鸟): instant query (RequestType 1002, or 8001 增值版), subscription (1008) and track push (101).
 
 Signature (queries and pushes alike): DataSign = Base64(lowercase-hex MD5(RequestData + AppKey)),
 the Base64 taken over the 32-character hex string; on the wire the form fields are URL-encoded.
@@ -65,6 +65,30 @@ def query_request(*, account, carrier: str, tracking_number: str, phone: str = "
         "RequestData": request_data, "EBusinessID": account.account_id, "RequestType": QUERY_REQUEST_TYPE,
         "DataSign": data_sign(request_data, account.app_key), "DataType": "2",
     })
+
+
+SUBSCRIBE_REQUEST_TYPE = "1008"
+
+
+def subscribe_request(*, account, carrier: str, tracking_number: str, phone: str = "") -> HttpRequest:
+    """轨迹订阅 (RequestType 1008): the same endpoint, form fields and DataSign as the query;
+    KDNiao then pushes (101) to the push URL set in its console. Shape as in public KDNiao
+    client code (RequestData {ShipperCode, LogisticCode[, CustomerName]}, answer `Success`)."""
+    body = {"ShipperCode": codes.kdniao_code(carrier), "LogisticCode": tracking_number}
+    if codes.kdniao_code(carrier) == "SF" and phone:
+        body["CustomerName"] = phone[-4:]
+    request_data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return HttpRequest(url=account.api_url or API_URL, data={
+        "RequestData": request_data, "EBusinessID": account.account_id, "RequestType": SUBSCRIBE_REQUEST_TYPE,
+        "DataSign": data_sign(request_data, account.app_key), "DataType": "2",
+    })
+
+
+def parse_subscribe(body) -> tuple[bool, str]:
+    """(accepted, the provider's words). Refusals are not retried (a wrong number or carrier)."""
+    data = _load(body)
+    ok = data.get("Success") in (True, "true", "True")
+    return ok, str(data.get("Reason") or ("订阅成功" if ok else "快递鸟拒绝订阅"))[:300]
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -67,6 +67,38 @@ def query_request(*, account, carrier: str, tracking_number: str, phone: str = "
     })
 
 
+SUBSCRIBE_URL = "https://poll.kuaidi100.com/poll"
+# Answers of the subscription call (returnCode): 200 accepted, 501 already subscribed (fine);
+# 500 server error (try again); 600/601 key wrong or expired, 700 bad data or callback URL,
+# 701 carrier refused, 702 carrier not recognised — retrying cannot help.
+SUBSCRIBE_OK = {"200", "501"}
+SUBSCRIBE_RETRY = {"500"}
+
+
+def subscribe_request(*, account, carrier: str, tracking_number: str, phone: str = "",
+                      callback_url: str) -> HttpRequest:
+    """订阅 (POST /poll, form `schema=json`, `param`): Kuaidi100 then posts each change to
+    `callback_url`, signed with the account's salt (`push_sign`). Shape as in Kuaidi100's
+    official demos (kuaidi100-api/java-demo `SubscribeParam`, `SubscribeParameters`,
+    `SubscribeResp`; php-demo `src/subscribe.php`)."""
+    parameters = {"callbackurl": callback_url, "salt": account.salt, "resultv2": "1"}
+    if phone:
+        parameters["phone"] = phone
+    param = json.dumps({"company": codes.kuaidi100_code(carrier), "number": tracking_number, "key": account.app_key,
+                        "parameters": parameters}, ensure_ascii=False, separators=(",", ":"))
+    base = (account.api_url or "").rstrip("/")
+    url = f"{base.rsplit('/query.do', 1)[0]}" if base.endswith("/query.do") else (base or SUBSCRIBE_URL)
+    return HttpRequest(url=url, data={"schema": "json", "param": param})
+
+
+def parse_subscribe(body) -> tuple[bool, str, bool]:
+    """(accepted, the provider's words, worth retrying)."""
+    data = _load(body)
+    code = str(data.get("returnCode") or "")
+    ok = code in SUBSCRIBE_OK or (data.get("result") is True and not code)
+    return ok, f"{code} {data.get('message') or ''}".strip()[:300], code in SUBSCRIBE_RETRY
+
+
 def _load(body) -> dict:
     try:
         data = json.loads(body) if isinstance(body, (str, bytes)) else body

@@ -63,6 +63,13 @@ SCHEDULES: list[dict] = [
         "minutes": 2,
     },
     {
+        # Every 5 minutes: subscribe new parcels at their tracking provider, so it pushes scans.
+        "name": "carrier subscriptions",
+        "func": "orders.carrier_subscriptions.subscribe_shipments",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": 5,
+    },
+    {
         # Every 2 minutes: staff alerts not yet sent to the group-chat robot (config/notify.py).
         "name": "staff notification delivery",
         "func": "config.notify.deliver_pending",
