@@ -300,14 +300,16 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
     applying them one by one. Idempotent: a scan already stored (same key) is dropped, within
     the batch too, and no state ever moves backwards.
 
-    1. Lock the orders, then the shipments (the order first, as every order service does).
+    1. Lock the orders, then their shipments (the order first, as every order service does).
     2. Load the stored scans' keys and times in one query; drop duplicates; work out, update by
        update, where each parcel is (`_step`), in memory.
     3. Insert the new scans and their public timeline events in bulk (the unique key is a
        safety net: a row that already exists is skipped, and so is its event).
     4. Only for the parcels whose state changes (or that have not shipped yet), run the
        per-shipment transitions (`_ship_locked`, `_move`) in the updates' order; the others
-       just get their `last_scan_at`.
+       just get their `last_scan_at`. The rows and events all this changes are written by
+       `batch_writes.Writes` (one statement per table, the events in the order they
+       happened), before shipping (which reads and writes as it goes) and at the end.
     """
     result = TrackingResult()
     if not pairs:
@@ -316,10 +318,19 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
         raise NotPermitted(f"{actor.label} 没有权限记录物流轨迹")
     now = now or timezone.now()
     ids = sorted({pk for pk, _u in pairs})
-    order_of = dict(Shipment.objects.filter(pk__in=ids).values_list("pk", "order_id"))
     orders = {o.pk: o for o in Order.objects.select_for_update(of=("self",)).filter(
-        pk__in=sorted(set(order_of.values()))).order_by("pk")}
-    shipments = {s.pk: s for s in Shipment.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        pk__in=Shipment.objects.filter(pk__in=ids).values("order_id")).order_by("pk")}
+    # Every parcel of those orders, locked: the ones the updates name, and per order the
+    # parcels not yet at the end (when the last one is delivered, the order is).
+    shipments: dict[int, Shipment] = {}
+    away: dict[int, set[int]] = {pk: set() for pk in orders}
+    wanted = set(ids)
+    for s in Shipment.objects.select_for_update().filter(order_id__in=sorted(orders)).order_by("pk"):
+        if s.pk in wanted:
+            shipments[s.pk] = s
+        if s.status not in (SH.DELIVERED, SH.RETURNED):
+            away[s.order_id].add(s.pk)
+    order_of = {pk: s.order_id for pk, s in shipments.items()}
 
     scans: dict[int, _Scans] = defaultdict(_Scans)
     for sid, pk, key, occurred_at, state, description in TrackingEvent.objects.filter(shipment_id__in=ids).values_list(
@@ -354,7 +365,8 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
         names.setdefault(sid, codes.carrier_name(shipment.carrier or update.carrier))
         steps.append((sid, _step(known, update, now)))
 
-    # 3. New scans and their public events.
+    # 3. New scans and their public events (the events are written with step 4's, at its end).
+    writes = Writes()
     if new_rows:
         TrackingEvent.objects.bulk_create(new_rows, batch_size=BATCH_SCANS, ignore_conflicts=True)
         stored = {(sid, key): pk for sid, key, pk in TrackingEvent.objects.filter(
@@ -372,7 +384,8 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
                 order=orders[order_of[row.shipment_id]], actor=actor, shipment_id=row.shipment_id, state=row.state,
                 carrier_name=names[row.shipment_id], tracking_number=shipment.tracking_number,
                 description=row.description, scan_id=pk, at=row.occurred_at))
-        events.record_many(fields)
+        for f in fields:  # written with the step's events, in this order, when `writes` flushes
+            writes.event(f)
 
     # 4. Which parcels change: simulate the state machine on each parcel's steps.
     changing: set[int] = set()
@@ -382,7 +395,6 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
             continue
         if status[sid] in OPEN or _moves(status[sid], step.target):
             changing.add(sid)
-    writes = Writes()  # the rows and events of this step, written together at the end
     for sid in {sid for sid, _s in steps} - changing:
         newest = scans[sid].newest
         shipment = shipments[sid]
@@ -390,7 +402,6 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
             shipment.last_scan_at = newest[0]
             writes.save(shipment, ["last_scan_at", "updated_at"])
     stale: set[int] = set()  # parcels an earlier step may have changed (another parcel of their order shipped)
-    away = _away({order_of[sid] for sid in changing})
     for sid, step in steps:
         if sid in changing:
             _apply_step(orders[order_of[sid]], shipments, sid, step, stale=stale, away=away, actor=actor,
