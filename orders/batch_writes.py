@@ -74,6 +74,28 @@ def update_guarded(model, objs: list, fields: list[str]) -> None:
             obj._update_initial_state()  # as save() does: the next save checks against the new state
 
 
+def insert_skipping_conflicts(model, objs: list, returning: list[str]) -> list[tuple] | None:
+    """Insert unsaved objects, skipping those a unique constraint already holds, and return
+    `returning` (column attnames) of the rows inserted. PostgreSQL: one
+    `INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING …` (rows get
+    their ids in the objects' order). Elsewhere: None — the caller inserts with
+    `bulk_create(ignore_conflicts=True)` and reads the rows back."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        return None
+    if not objs:
+        return []
+    qn = connection.ops.quote_name
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    columns = [[f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs] for f in fields]
+    sql = (f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+           f"SELECT * FROM unnest({', '.join(f'%s::{_pg_type(f, connection)}[]' for f in fields)}) "
+           f"ON CONFLICT DO NOTHING RETURNING {', '.join(qn(model._meta.get_field(a).column) for a in returning)}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, columns)
+        return cursor.fetchall()
+
+
 class Writes:
     """Rows to save and timeline events to insert, collected while a batch runs and written
     by `flush()`. Whoever reads those rows from the database (or saves them one by one)

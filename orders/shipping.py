@@ -11,7 +11,8 @@
   notification), returned marks it returned. Each new scan is a public timeline event.
   Scans are applied in batches (`apply_updates`: up to 500 scans per transaction, a fixed
   number of statements per batch); only the parcels whose state changes go through the
-  per-shipment transitions.
+  per-shipment transitions, each on its own instance, and the rows and events they change
+  are written together at the end of the batch (`orders.batch_writes`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from config.actors import Actor
 from config.errors import NotFound, NotPermitted, TransitionNotAllowed
 from inventory.models import Reservation, Warehouse
 from orders import events, services
-from orders.batch_writes import Writes
+from orders.batch_writes import Writes, insert_skipping_conflicts
 from orders.carriers import codes
 from orders.carriers.base import RANK, TrackingUpdate
 from orders.models import (SHIPMENT_AWAY, CarrierAccount, Order, OrderEvent, OrderStatus, Shipment, ShipmentLine,
@@ -368,10 +369,12 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
     # 3. New scans and their public events (the events are written with step 4's, at its end).
     writes = Writes()
     if new_rows:
-        TrackingEvent.objects.bulk_create(new_rows, batch_size=BATCH_SCANS, ignore_conflicts=True)
-        stored = {(sid, key): pk for sid, key, pk in TrackingEvent.objects.filter(
-            shipment_id__in=sorted({r.shipment_id for r in new_rows}), received_at=now).values_list(
-            "shipment_id", "key", "pk")}
+        inserted = insert_skipping_conflicts(TrackingEvent, new_rows, ["shipment_id", "key", "id"])
+        if inserted is None:  # not PostgreSQL: insert, then read the ids back
+            TrackingEvent.objects.bulk_create(new_rows, batch_size=BATCH_SCANS, ignore_conflicts=True)
+            inserted = TrackingEvent.objects.filter(shipment_id__in=sorted({r.shipment_id for r in new_rows}),
+                                                    received_at=now).values_list("shipment_id", "key", "pk")
+        stored = {(sid, key): pk for sid, key, pk in inserted}
         fields = []
         for row in new_rows:
             pk = stored.get((row.shipment_id, row.key))
