@@ -74,12 +74,12 @@ def update_guarded(model, objs: list, fields: list[str]) -> None:
             obj._update_initial_state()  # as save() does: the next save checks against the new state
 
 
-def insert_skipping_conflicts(model, objs: list, returning: list[str]) -> list[tuple] | None:
-    """Insert unsaved objects, skipping those a unique constraint already holds, and return
-    `returning` (column attnames) of the rows inserted. PostgreSQL: one
-    `INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING …` (rows get
-    their ids in the objects' order). Elsewhere: None — the caller inserts with
-    `bulk_create(ignore_conflicts=True)` and reads the rows back."""
+def insert_rows(model, objs: list, *, skip_conflicts: bool = False, returning: list[str] = ()) -> list[tuple] | None:
+    """Insert unsaved objects (their defaults already set, as `bulk_create` does) and return
+    `returning` (attnames) of the rows inserted; `skip_conflicts`: a row a unique constraint
+    already holds is skipped. PostgreSQL: one `INSERT … SELECT FROM unnest(arrays)`
+    (`ON CONFLICT DO NOTHING`, `RETURNING`), the rows getting their ids in the objects' order.
+    Elsewhere: None — the caller uses `bulk_create`."""
     connection = transaction.get_connection()
     if connection.vendor != "postgresql":
         return None
@@ -89,11 +89,14 @@ def insert_skipping_conflicts(model, objs: list, returning: list[str]) -> list[t
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     columns = [[f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs] for f in fields]
     sql = (f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
-           f"SELECT * FROM unnest({', '.join(f'%s::{_pg_type(f, connection)}[]' for f in fields)}) "
-           f"ON CONFLICT DO NOTHING RETURNING {', '.join(qn(model._meta.get_field(a).column) for a in returning)}")
+           f"SELECT * FROM unnest({', '.join(f'%s::{_pg_type(f, connection)}[]' for f in fields)})")
+    if skip_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(qn(model._meta.get_field(a).column) for a in returning)}"
     with connection.cursor() as cursor:
         cursor.execute(sql, columns)
-        return cursor.fetchall()
+        return cursor.fetchall() if returning else []
 
 
 class Writes:
@@ -131,4 +134,7 @@ class Writes:
             update_guarded(model, objs, list(fields))
         if self.events:
             pending, self.events = self.events, []
-            events.record_many(pending)
+            from orders.models import OrderEvent
+
+            if insert_rows(OrderEvent, [OrderEvent(**f) for f in pending]) is None:
+                events.record_many(pending)

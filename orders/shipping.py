@@ -30,7 +30,7 @@ from config.actors import Actor
 from config.errors import NotFound, NotPermitted, TransitionNotAllowed
 from inventory.models import Reservation, Warehouse
 from orders import events, services
-from orders.batch_writes import Writes, insert_skipping_conflicts
+from orders.batch_writes import Writes, insert_rows
 from orders.carriers import codes
 from orders.carriers.base import RANK, TrackingUpdate
 from orders.models import (SHIPMENT_AWAY, CarrierAccount, Order, OrderEvent, OrderStatus, Shipment, ShipmentLine,
@@ -369,7 +369,7 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
     # 3. New scans and their public events (the events are written with step 4's, at its end).
     writes = Writes()
     if new_rows:
-        inserted = insert_skipping_conflicts(TrackingEvent, new_rows, ["shipment_id", "key", "id"])
+        inserted = insert_rows(TrackingEvent, new_rows, skip_conflicts=True, returning=["shipment_id", "key", "id"])
         if inserted is None:  # not PostgreSQL: insert, then read the ids back
             TrackingEvent.objects.bulk_create(new_rows, batch_size=BATCH_SCANS, ignore_conflicts=True)
             inserted = TrackingEvent.objects.filter(shipment_id__in=sorted({r.shipment_id for r in new_rows}),
