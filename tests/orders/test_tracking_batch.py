@@ -198,6 +198,21 @@ def test_a_batch_costs_a_fixed_number_of_statements_when_no_parcel_changes_state
     assert Shipment.objects.get(tracking_number="SF7").last_scan_at == T0 + timedelta(minutes=17)
 
 
+def test_a_batch_that_delivers_every_parcel_costs_a_fixed_number_of_statements_too(system):
+    numbers = [f"SF{i}" for i in range(30)]
+    orders = [shipped(system, n) for n in numbers]
+    with CaptureQueriesContext(connection) as queries:
+        result = shipping.record_tracking(updates=[up(n, scan(60 + i, "delivered", "已签收"), state="delivered")
+                                                   for i, n in enumerate(numbers)], actor=system)
+    assert (result.scans_added, len(result.transitions)) == (30, 60)  # each parcel, and its order
+    # match, lock orders, lock their parcels, stored scans, insert scans (+ read their ids when not
+    # PostgreSQL), the parcels' rows, the orders' rows, insert events (+ savepoint statements)
+    assert len([q for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]) <= 10
+    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in orders])} == {"delivered"}
+    assert OrderEvent.objects.filter(order__in=orders, kind="delivered").count() == 30
+    assert Shipment.objects.filter(order__in=orders, status="delivered", next_poll_at=None).count() == 30
+
+
 def test_only_staff_who_may_ship_record_scans(system):
     shipped(system, "SF1")
     with pytest.raises(NotPermitted):
