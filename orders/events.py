@@ -132,7 +132,12 @@ def order_shipped(*, order: Order, from_status: str, actor: Actor, warehouse_nam
 
 
 def order_delivered(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
-    return _record(order=order, kind=K.DELIVERED, actor=actor, from_status=from_status, at=at, message="已签收")
+    return OrderEvent.objects.create(**delivered_fields(order=order, from_status=from_status, actor=actor, at=at))
+
+
+def delivered_fields(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> dict:
+    """`order_delivered`'s row, unsaved (the batched scans write many in one insert)."""
+    return event_fields(order=order, kind=K.DELIVERED, actor=actor, from_status=from_status, at=at, message="已签收")
 
 
 def order_completed(*, order: Order, from_status: str, actor: Actor, at: datetime | None = None) -> OrderEvent:
@@ -256,21 +261,33 @@ def tracking_scan_fields(*, order: Order, actor: Actor, shipment_id: int, state:
 def shipment_exception(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str,
                        at: datetime | None = None) -> OrderEvent:
     """Internal: the carrier reports a problem with a parcel; staff follow it up."""
+    return OrderEvent.objects.create(**shipment_exception_fields(
+        order=order, actor=actor, shipment_id=shipment_id, tracking_number=tracking_number, note=note, at=at))
+
+
+def shipment_exception_fields(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str,
+                              at: datetime | None = None) -> dict:
     from orders.carriers.base import mask_phones
 
-    return _record(order=order, kind=K.SHIPMENT_EXCEPTION, actor=actor, at=at, to_status="",
-                   message=f"包裹 {tracking_number} 异常: {mask_phones(note)}",
-                   data={"shipment": shipment_id, "tracking_number": tracking_number})
+    return event_fields(order=order, kind=K.SHIPMENT_EXCEPTION, actor=actor, at=at, to_status="",
+                        message=f"包裹 {tracking_number} 异常: {mask_phones(note)}",
+                        data={"shipment": shipment_id, "tracking_number": tracking_number})
 
 
 def shipment_returned(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str = "",
                       at: datetime | None = None) -> OrderEvent:
     """Internal: a parcel went back to the sender (退回/退签)."""
+    return OrderEvent.objects.create(**shipment_returned_fields(
+        order=order, actor=actor, shipment_id=shipment_id, tracking_number=tracking_number, note=note, at=at))
+
+
+def shipment_returned_fields(*, order: Order, actor: Actor, shipment_id: int, tracking_number: str, note: str = "",
+                             at: datetime | None = None) -> dict:
     from orders.carriers.base import mask_phones
 
-    return _record(order=order, kind=K.SHIPMENT_RETURNED, actor=actor, at=at, to_status="",
-                   message=f"包裹 {tracking_number} 已退回" + (f": {mask_phones(note)}" if note else ""),
-                   data={"shipment": shipment_id, "tracking_number": tracking_number})
+    return event_fields(order=order, kind=K.SHIPMENT_RETURNED, actor=actor, at=at, to_status="",
+                        message=f"包裹 {tracking_number} 已退回" + (f": {mask_phones(note)}" if note else ""),
+                        data={"shipment": shipment_id, "tracking_number": tracking_number})
 
 
 def order_override_released(*, order: Order, from_status: str, actor: Actor, previous_reason: str, reason: str,

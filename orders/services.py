@@ -618,12 +618,19 @@ def order_deliver(*, order: Order, actor: Actor, at: datetime | None = None) -> 
     return _simple(order, "deliver", actor, events.order_delivered, at=at, before=parcels)
 
 
-def _deliver_locked(order: Order, *, actor: Actor, at: datetime) -> Order:
-    """The last parcel was signed for (a carrier scan): the order is delivered."""
+def _deliver_locked(order: Order, *, actor: Actor, at: datetime, writes=None) -> Order:
+    """The last parcel was signed for (a carrier scan): the order is delivered. `writes`
+    (`orders.batch_writes.Writes`, the batched scans): the row and its event are written when
+    the batch flushes, instead of now; the transition, the event and the notification are the
+    same."""
     from_status = order.status
     order.deliver()
-    _save(order, ["status"])
-    events.order_delivered(order=order, from_status=from_status, actor=actor, at=at)
+    if writes is None:
+        _save(order, ["status"])
+        events.order_delivered(order=order, from_status=from_status, actor=actor, at=at)
+    else:
+        writes.save(order, ["status", "updated_at"])
+        writes.event(events.delivered_fields(order=order, from_status=from_status, actor=actor, at=at))
     _after_commit(order, order.status)
     return order
 

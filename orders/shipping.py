@@ -11,7 +11,8 @@
   notification), returned marks it returned. Each new scan is a public timeline event.
   Scans are applied in batches (`apply_updates`: up to 500 scans per transaction, a fixed
   number of statements per batch); only the parcels whose state changes go through the
-  per-shipment transitions.
+  per-shipment transitions, each on its own instance, and the rows and events they change
+  are written together at the end of the batch (`orders.batch_writes`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from config.actors import Actor
 from config.errors import NotFound, NotPermitted, TransitionNotAllowed
 from inventory.models import Reservation, Warehouse
 from orders import events, services
+from orders.batch_writes import Writes, insert_rows
 from orders.carriers import codes
 from orders.carriers.base import RANK, TrackingUpdate
-from orders.models import (SHIPMENT_AWAY, CarrierAccount, Order, OrderStatus, Shipment, ShipmentLine,
+from orders.models import (SHIPMENT_AWAY, CarrierAccount, Order, OrderEvent, OrderStatus, Shipment, ShipmentLine,
                            ShipmentStatus, TrackingEvent, TrackingProvider, TrackingState)
 
 SH = ShipmentStatus
@@ -299,14 +301,16 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
     applying them one by one. Idempotent: a scan already stored (same key) is dropped, within
     the batch too, and no state ever moves backwards.
 
-    1. Lock the orders, then the shipments (the order first, as every order service does).
+    1. Lock the orders, then their shipments (the order first, as every order service does).
     2. Load the stored scans' keys and times in one query; drop duplicates; work out, update by
        update, where each parcel is (`_step`), in memory.
     3. Insert the new scans and their public timeline events in bulk (the unique key is a
        safety net: a row that already exists is skipped, and so is its event).
     4. Only for the parcels whose state changes (or that have not shipped yet), run the
        per-shipment transitions (`_ship_locked`, `_move`) in the updates' order; the others
-       just get their `last_scan_at`.
+       just get their `last_scan_at`. The rows and events all this changes are written by
+       `batch_writes.Writes` (one statement per table, the events in the order they
+       happened), before shipping (which reads and writes as it goes) and at the end.
     """
     result = TrackingResult()
     if not pairs:
@@ -315,10 +319,19 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
         raise NotPermitted(f"{actor.label} 没有权限记录物流轨迹")
     now = now or timezone.now()
     ids = sorted({pk for pk, _u in pairs})
-    order_of = dict(Shipment.objects.filter(pk__in=ids).values_list("pk", "order_id"))
     orders = {o.pk: o for o in Order.objects.select_for_update(of=("self",)).filter(
-        pk__in=sorted(set(order_of.values()))).order_by("pk")}
-    shipments = {s.pk: s for s in Shipment.objects.select_for_update().filter(pk__in=ids).order_by("pk")}
+        pk__in=Shipment.objects.filter(pk__in=ids).values("order_id")).order_by("pk")}
+    # Every parcel of those orders, locked: the ones the updates name, and per order the
+    # parcels not yet at the end (when the last one is delivered, the order is).
+    shipments: dict[int, Shipment] = {}
+    away: dict[int, set[int]] = {pk: set() for pk in orders}
+    wanted = set(ids)
+    for s in Shipment.objects.select_for_update().filter(order_id__in=sorted(orders)).order_by("pk"):
+        if s.pk in wanted:
+            shipments[s.pk] = s
+        if s.status not in (SH.DELIVERED, SH.RETURNED):
+            away[s.order_id].add(s.pk)
+    order_of = {pk: s.order_id for pk, s in shipments.items()}
 
     scans: dict[int, _Scans] = defaultdict(_Scans)
     for sid, pk, key, occurred_at, state, description in TrackingEvent.objects.filter(shipment_id__in=ids).values_list(
@@ -353,12 +366,15 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
         names.setdefault(sid, codes.carrier_name(shipment.carrier or update.carrier))
         steps.append((sid, _step(known, update, now)))
 
-    # 3. New scans and their public events.
+    # 3. New scans and their public events (the events are written with step 4's, at its end).
+    writes = Writes()
     if new_rows:
-        TrackingEvent.objects.bulk_create(new_rows, batch_size=BATCH_SCANS, ignore_conflicts=True)
-        stored = {(sid, key): pk for sid, key, pk in TrackingEvent.objects.filter(
-            shipment_id__in=sorted({r.shipment_id for r in new_rows}), received_at=now).values_list(
-            "shipment_id", "key", "pk")}
+        inserted = insert_rows(TrackingEvent, new_rows, skip_conflicts=True, returning=["shipment_id", "key", "id"])
+        if inserted is None:  # not PostgreSQL: insert, then read the ids back
+            TrackingEvent.objects.bulk_create(new_rows, batch_size=BATCH_SCANS, ignore_conflicts=True)
+            inserted = TrackingEvent.objects.filter(shipment_id__in=sorted({r.shipment_id for r in new_rows}),
+                                                    received_at=now).values_list("shipment_id", "key", "pk")
+        stored = {(sid, key): pk for sid, key, pk in inserted}
         fields = []
         for row in new_rows:
             pk = stored.get((row.shipment_id, row.key))
@@ -371,7 +387,8 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
                 order=orders[order_of[row.shipment_id]], actor=actor, shipment_id=row.shipment_id, state=row.state,
                 carrier_name=names[row.shipment_id], tracking_number=shipment.tracking_number,
                 description=row.description, scan_id=pk, at=row.occurred_at))
-        events.record_many(fields)
+        for f in fields:  # written with the step's events, in this order, when `writes` flushes
+            writes.event(f)
 
     # 4. Which parcels change: simulate the state machine on each parcel's steps.
     changing: set[int] = set()
@@ -381,21 +398,18 @@ def apply_updates(*, pairs: list[tuple[int, TrackingUpdate]], actor: Actor,
             continue
         if status[sid] in OPEN or _moves(status[sid], step.target):
             changing.add(sid)
-    quiet = []
     for sid in {sid for sid, _s in steps} - changing:
         newest = scans[sid].newest
         shipment = shipments[sid]
         if newest is not None and shipment.last_scan_at != newest[0]:
-            shipment.last_scan_at, shipment.updated_at = newest[0], now
-            quiet.append(shipment)
-    if quiet:
-        Shipment.objects.bulk_update(quiet, ["last_scan_at", "updated_at"], batch_size=BATCH_PAIRS)
+            shipment.last_scan_at = newest[0]
+            writes.save(shipment, ["last_scan_at", "updated_at"])
     stale: set[int] = set()  # parcels an earlier step may have changed (another parcel of their order shipped)
-    away = _away({order_of[sid] for sid in changing})
     for sid, step in steps:
         if sid in changing:
             _apply_step(orders[order_of[sid]], shipments, sid, step, stale=stale, away=away, actor=actor,
-                        result=result)
+                        result=result, writes=writes)
+    writes.flush()
     return result
 
 
@@ -410,24 +424,31 @@ def _away(order_ids) -> dict[int, set[int]]:
     return away
 
 
+_SAVED = ["status", "exception_flag", "exception_note", "delivered_at", "next_poll_at", "last_scan_at", "updated_at"]
+
+
 def _apply_step(order: Order, shipments: dict[int, Shipment], shipment_id: int, step: _Step, *, stale: set[int],
-                away: dict[int, set[int]], actor: Actor, result: TrackingResult) -> None:
+                away: dict[int, set[int]], actor: Actor, result: TrackingResult, writes: Writes) -> None:
     """One update's effect on a parcel that changes state. The order and the parcel are the
     rows `apply_updates` locked (the order is changed in place by the services, so it stays
-    current; a parcel is read again once another parcel of its order has shipped)."""
+    current; a parcel is read again once another parcel of its order has shipped). Each goes
+    through its transition and its service here; their rows and events are saved by
+    `writes` (`_SAVED`: every field `_move` may change), except around shipping, which
+    saves as it goes (what is pending is flushed first)."""
     if shipment_id in stale:
         shipments[shipment_id] = Shipment.objects.select_for_update().get(pk=shipment_id)
         stale.discard(shipment_id)
     shipment = shipments[shipment_id]
     shipment.last_scan_at = step.newest_at
     if step.target is None:
-        shipment.save(update_fields=["last_scan_at", "updated_at"])
+        writes.save(shipment, ["last_scan_at", "updated_at"])
         return
     # The first scan of a parcel that has not left yet: it ships (and the order with it).
     if shipment.status in OPEN:
         if not can_proceed(order.ship):
-            shipment.save(update_fields=["last_scan_at", "updated_at"])
+            writes.save(shipment, ["last_scan_at", "updated_at"])
             return  # the order is not ready to ship (e.g. still being allocated): staff decide
+        writes.flush()  # shipping reads and saves the order's rows itself
         warehouse = Warehouse.objects.filter(pk=shipment.warehouse_id).first()
         services._ship_locked(order, actor=actor, warehouse=warehouse, carrier=shipment.carrier,
                               tracking_number=shipment.tracking_number, at=step.first_at or step.at, parcel=shipment)
@@ -438,34 +459,36 @@ def _apply_step(order: Order, shipments: dict[int, Shipment], shipment_id: int, 
         result.transitions.append(f"{shipment.pk}:shipped")
     # Then the parcel's state.
     _move(order, shipment, step.target, at=step.at, actor=actor, note=step.note, result=result,
-          away=away[order.pk])
-    shipment.save()
+          away=away[order.pk], writes=writes)
+    writes.save(shipment, _SAVED)
     if shipment.status in (SH.DELIVERED, SH.RETURNED):
         away[order.pk].discard(shipment.pk)
 
 
 def _move(order: Order, shipment: Shipment, target: str, *, at: datetime, actor: Actor, note: str,
-          result: TrackingResult, away: set[int] | None = None) -> None:
+          result: TrackingResult, away: set[int] | None = None, writes: Writes | None = None) -> None:
     """Move a parcel one step towards `target` (and its order when its last parcel is
     delivered). `away`: the order's parcels not yet delivered or returned, if the caller keeps
-    them (else they are read)."""
+    them (else they are read). `writes`: the events (and the order's row) are written when
+    it flushes, else now; the parcel is always saved by the caller."""
     T = TrackingState
+    record = writes.event if writes is not None else (lambda fields: OrderEvent.objects.create(**fields))
     if target in (T.IN_TRANSIT, T.OUT_FOR_DELIVERY) and can_proceed(shipment.move):
         shipment.move()
         result.transitions.append(f"{shipment.pk}:in_transit")
     elif target == T.EXCEPTION and can_proceed(shipment.flag_exception):
         shipment.flag_exception()
         shipment.exception_flag, shipment.exception_note = True, note[:255]
-        events.shipment_exception(order=order, actor=actor, shipment_id=shipment.pk,
-                                  tracking_number=shipment.tracking_number, note=note, at=at)
+        record(events.shipment_exception_fields(order=order, actor=actor, shipment_id=shipment.pk,
+                                                tracking_number=shipment.tracking_number, note=note, at=at))
         order_id, message = order.pk, f"{shipment.tracking_number} {note}"[:200]
         transaction.on_commit(lambda: notify.order_changed(order_id, kind="shipment_exception", message=message))
         result.transitions.append(f"{shipment.pk}:exception")
     elif target == T.RETURNED and can_proceed(shipment.mark_returned):
         shipment.mark_returned()
         shipment.next_poll_at = None
-        events.shipment_returned(order=order, actor=actor, shipment_id=shipment.pk,
-                                 tracking_number=shipment.tracking_number, note=note, at=at)
+        record(events.shipment_returned_fields(order=order, actor=actor, shipment_id=shipment.pk,
+                                               tracking_number=shipment.tracking_number, note=note, at=at))
         order_id, number = order.pk, shipment.tracking_number
         transaction.on_commit(lambda: notify.order_changed(order_id, kind="shipment_returned", message=number))
         result.transitions.append(f"{shipment.pk}:returned")
@@ -477,5 +500,5 @@ def _move(order: Order, shipment: Shipment, target: str, *, at: datetime, actor:
         others_away = (bool(away - {shipment.pk}) if away is not None else Shipment.objects.filter(
             order=order).exclude(pk=shipment.pk).exclude(status__in=[SH.DELIVERED, SH.RETURNED]).exists())
         if not others_away and order.status == OrderStatus.SHIPPED:
-            services._deliver_locked(order, actor=actor, at=at)
+            services._deliver_locked(order, actor=actor, at=at, writes=writes)
             result.transitions.append(f"order:{order.number}:delivered")

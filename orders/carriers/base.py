@@ -11,6 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
+from functools import cached_property
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -41,7 +42,7 @@ class Scan:
     carrier_state: str = ""
     raw: dict = field(default_factory=dict, compare=False)
 
-    @property
+    @cached_property  # frozen: computed once per scan (a batch asks for it several times)
     def key(self) -> str:
         """Dedupe key: the same scan pushed twice, or queried again, has the same key."""
         text = f"{self.occurred_at.isoformat()}|{' '.join(self.description.split())}"

@@ -53,7 +53,13 @@ def world(system) -> list[Order]:
     split, (a, b) = packed_order(system, warehouses=2)  # two parcels: delivered when both are
     split = services.order_ship(order=split, actor=system, warehouse=a, carrier="SF", tracking_number="C1", at=T0)
     split = services.order_ship(order=split, actor=system, warehouse=b, carrier="SF", tracking_number="C2", at=T0)
-    return [*orders, Order.objects.get(pk=prepared.pk), split]
+    # Two parcels, one with the carrier (G1) and one prepared (G2): in one batch G1's delivery
+    # is written with the batch's rows, and G2's first scan ships it (rows read and saved on
+    # the spot) before G2 is delivered and the order with it.
+    half, (g1, g2) = packed_order(system, warehouses=2)
+    half = services.order_ship(order=half, actor=system, warehouse=g1, carrier="SF", tracking_number="G1", at=T0)
+    shipping.shipment_create(order=half, actor=system, warehouse=g2, carrier="SF", tracking_number="G2")
+    return [*orders, Order.objects.get(pk=prepared.pk), split, Order.objects.get(pk=half.pk)]
 
 
 def updates() -> list[TrackingUpdate]:
@@ -74,6 +80,9 @@ def updates() -> list[TrackingUpdate]:
         up("H1", scan(15, "in_transit"), carrier="YTO"),  # another carrier's parcel with the same number
         up("C1", scan(100, "delivered", "已签收")),  # pushed again
         up("H1", scan(15, "in_transit"), scan(14, "picked_up"), carrier=""),  # carrier unknown: the number decides
+        up("G1", scan(80, "delivered", "已签收"), state="delivered"),
+        up("G2", scan(20, "picked_up", "已收件")),
+        up("G2", scan(95, "delivered", "已签收"), state="delivered"),
     ]
 
 
@@ -146,11 +155,13 @@ def test_batched_scans_give_exactly_what_the_per_scan_path_gives(system, monkeyp
     assert callbacks == ref_callbacks  # the same notifications (and order follow-ups) after commit
     if seed is None:  # the story itself, read once
         shipments, states = reference["shipments"], reference["orders"]
-        # A1 D1 E1 F1 H1 B1 C1 C2
+        # A1 D1 E1 F1 H1 B1 C1 C2 G1 G2
         assert [s[0] for s in shipments] == ["delivered", "in_transit", "returned", "exception", "in_transit",
-                                             "in_transit", "delivered", "delivered"]
+                                             "in_transit", "delivered", "delivered", "delivered", "delivered"]
         assert shipments[1][1:3] == (True, "快件滞留")  # the exception cleared, the flag stays
-        assert states == ["delivered", "shipped", "shipped", "shipped", "shipped", "shipped", "delivered"]
+        assert states == ["delivered", "shipped", "shipped", "shipped", "shipped", "shipped", "delivered",
+                          "delivered"]
+        assert shipments[9][3] == T0 + timedelta(minutes=20)  # G2 shipped at its first scan
         assert reference["result"][4] == ["ZZ404", "H1"]
 
 
@@ -185,6 +196,21 @@ def test_a_batch_costs_a_fixed_number_of_statements_when_no_parcel_changes_state
     # insert events, last_scan_at (+ savepoint statements)
     assert len([q for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]) <= 10
     assert Shipment.objects.get(tracking_number="SF7").last_scan_at == T0 + timedelta(minutes=17)
+
+
+def test_a_batch_that_delivers_every_parcel_costs_a_fixed_number_of_statements_too(system):
+    numbers = [f"SF{i}" for i in range(30)]
+    orders = [shipped(system, n) for n in numbers]
+    with CaptureQueriesContext(connection) as queries:
+        result = shipping.record_tracking(updates=[up(n, scan(60 + i, "delivered", "已签收"), state="delivered")
+                                                   for i, n in enumerate(numbers)], actor=system)
+    assert (result.scans_added, len(result.transitions)) == (30, 60)  # each parcel, and its order
+    # match, lock orders, lock their parcels, stored scans, insert scans (+ read their ids when not
+    # PostgreSQL), the parcels' rows, the orders' rows, insert events (+ savepoint statements)
+    assert len([q for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]) <= 10
+    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in orders])} == {"delivered"}
+    assert OrderEvent.objects.filter(order__in=orders, kind="delivered").count() == 30
+    assert Shipment.objects.filter(order__in=orders, status="delivered", next_poll_at=None).count() == 30
 
 
 def test_only_staff_who_may_ship_record_scans(system):
@@ -235,3 +261,32 @@ def test_two_pushes_for_the_same_parcel_at_once_store_each_scan_once_and_move_it
         shipment.refresh_from_db()
         order.refresh_from_db()
         assert (shipment.status, order.status) == ("delivered", "delivered")
+
+
+def test_rows_written_by_a_batch_keep_the_optimistic_concurrency_check(system):
+    """`batch_writes.Writes` saves transitioned rows together, but only where their status is
+    still the one they were read with, as `ConcurrentTransitionMixin.save()` would."""
+    from django_fsm import ConcurrentTransition
+
+    from orders.batch_writes import Writes
+
+    first, second = shipped(system, "SF1").shipments.get(), shipped(system, "SF2").shipments.get()
+    before = first.updated_at
+    first.deliver()
+    second.deliver()
+    writes = Writes()
+    writes.save(first, ["status", "updated_at"])
+    writes.save(second, ["status", "updated_at"])
+    Shipment.objects.filter(pk=second.pk).update(status="exception")  # someone else moved it meanwhile
+    with pytest.raises(ConcurrentTransition), transaction.atomic():
+        writes.flush()
+    first.refresh_from_db()
+    assert first.status == "shipped"  # the batch rolled back as a whole
+    first.deliver()
+    writes.save(first, ["status", "updated_at"])
+    writes.flush()
+    first.refresh_from_db()
+    assert first.status == "delivered" and first.updated_at > before
+    first.last_scan_at = T0  # the row's next save checks against the state just written, not the one read
+    first.save(update_fields=["last_scan_at"])
+    assert Shipment.objects.get(pk=first.pk).last_scan_at == T0
