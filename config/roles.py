@@ -82,7 +82,7 @@ ROLES: dict[str, dict] = {
         "name": "主管",
         "label": _("主管"),
         "perms": ORDER_VIEW + STOCK_VIEW + ["orders.view_pii", "orders.change_order",
-                                            "orders.add_order"]  # distributor order files (Excel import)
+                                            "orders.import_distributor_orders"]  # distributor order files
         + [EVERY_ORDER_ACTION]
         + [
             "orders.add_shop", "orders.change_shop",

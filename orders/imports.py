@@ -213,8 +213,10 @@ class DistributorOrderImport(ImportKind):
 
     kind = ImportJob.Kind.DISTRIBUTOR_ORDERS
     title = _("分销订单")
-    # Creating orders, and marking them paid / cancelled as the file says: 主管 (and superusers).
-    permissions = ("orders.add_order", "orders.pay_order", "orders.cancel_order")
+    # 主管 (and superusers). Importing the file stands for creating its orders and marking them
+    # paid, cancelled and allocated as the sync path would: `apply` grants exactly those.
+    permissions = ("orders.import_distributor_orders",)
+    GRANTS = ("orders.add_order", "orders.pay_order", "orders.cancel_order", "orders.allocate_order")
     options = ("shop",)
     notes = ("一行是订单的一个商品,同一分销商订单号的行合并为一个订单(收货信息各行须一致)。"
              "上传时选择店铺编码,或在文件中加“店铺编码”列;只能导入分销商店铺。"
@@ -295,8 +297,10 @@ class DistributorOrderImport(ImportKind):
         for code, payload in plan.work:
             groups[code].append(payload)
         shops = {s.code: s for s in Shop.objects.filter(code__in=list(groups))}
+        self.check_permission(actor)
+        acting = actor.granting(*self.GRANTS)
         for code, payloads in groups.items():
-            report = ingest_payloads(shop=shops[code], payloads=payloads, actor=actor)
+            report = ingest_payloads(shop=shops[code], payloads=payloads, actor=acting)
             if report.failures:
                 problems = []
                 for position, reason in report.failures[:20]:

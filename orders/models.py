@@ -267,6 +267,7 @@ class Order(ConcurrentTransitionMixin, models.Model):
             ("cancel_order", _("可取消订单")),
             ("return_order", _("可标记退货")),
             ("override_order", _("可紧急放行(无库存锁发货、解除系统挂起)")),
+            ("import_distributor_orders", _("可导入分销订单")),
         ]
 
     def __str__(self) -> str:
