@@ -57,7 +57,8 @@ log = logging.getLogger(__name__)
 
 # Bump when what a fragment contains changes in a way the sources below do not show.
 SCHEMA = "1"
-KEY_PREFIX = "portal:page:"
+KEY_PREFIX = "portal:page:"  # rendered fragments
+TOKEN_KEY_PREFIX = "portal:token:"  # a token's order id
 CONTENT_TEMPLATES = ("portal/orders_content.html", "portal/order_content.html")
 # Relations the pages read beyond the order's own columns, and where the fingerprint covers
 # them: a new one in selectors.ORDER_FIELDS must be added to the fingerprint first.
@@ -183,10 +184,10 @@ def detail_fingerprint(*, phone: str, order_id: int) -> str | None:
 
 
 # --- the cache -------------------------------------------------------------------------------
-def _key(*parts) -> str:
+def _key(*parts, prefix: str = KEY_PREFIX) -> str:
     """Phone and the rest hashed with the secret key: no phone number in the cache's keys."""
     material = "\x1f".join(str(p) for p in parts)
-    return KEY_PREFIX + salted_hmac("portal.page-cache", material, algorithm="sha256").hexdigest()[:40]
+    return prefix + salted_hmac("portal.page-cache", material, algorithm="sha256").hexdigest()[:40]
 
 
 def _get(key: str):
@@ -223,7 +224,7 @@ def order_id_for_token(*, phone: str, token: str) -> int:
     """`selectors.order_id_for_token`, remembered: a token is an HMAC of (phone, order id),
     so the pair always names the same order. Whether this phone may still see it is not
     remembered: `detail_fingerprint` checks it on every request."""
-    key = _key("token", phone, token)
+    key = _key("token", phone, token, prefix=TOKEN_KEY_PREFIX)
     order_id = _get(key)
     if isinstance(order_id, int):
         return order_id

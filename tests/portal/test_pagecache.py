@@ -4,6 +4,7 @@ bare QuerySet.update() that skips `updated_at` and signals — shows right after
 
 from __future__ import annotations
 
+import pickle
 import re
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -253,14 +254,18 @@ def test_another_phone_never_gets_a_cached_page(client, renders):
     assert stranger.get(f"/h5/orders/{token}/").status_code == 404
 
 
-def test_no_phone_number_in_the_cache_keys(client, page_cache):
+def test_the_cache_holds_no_phone_number_and_no_csrf_token(client, page_cache):
     place_order(buyer=BUYER)
     login(client, BUYER)
     pages(client)
 
-    keys = [k for k in page_cache._cache if pagecache.KEY_PREFIX in k]
+    keys = [k for k in page_cache._cache if pagecache.KEY_PREFIX in k or pagecache.TOKEN_KEY_PREFIX in k]
     assert len(keys) == 3  # list, order, the token's order id
     assert not any("13800138000" in k or "8000" in k for k in keys)
+    fragments = [pickle.loads(page_cache._cache[k]) for k in keys if pagecache.KEY_PREFIX in k]
+    assert len(fragments) == 2
+    for html in fragments:
+        assert "csrf" not in html and "<form" not in html and "13800138000" not in html
 
 
 def test_a_failing_cache_renders_the_pages(client, renders, monkeypatch):
