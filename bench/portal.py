@@ -23,7 +23,10 @@ steady phases (list, timeline, mixed) then run on the filled cache; the cold pha
 (list-miss, timeline-miss) empty the cache's page fragments before each slice and visit
 each page at most once per slice, so they measure the miss path (fingerprint, render,
 store) as after a change of the data. Each phase prints its hit ratio, counted from the
-fragments the cache gained (a miss stores one): requests minus new fragments.
+fragments the cache gained (a miss stores one): requests minus new fragments. A second
+server runs the same code without the page cache (list-nocache, timeline-nocache; idle
+while the others are measured, `--no-uncached` skips it), in the same interleaved rounds,
+so before and after are compared under the same machine load.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ def parse_args() -> argparse.Namespace:
                    help="REDIS_URL for the server ('' = none: database cache and sessions)")
     p.add_argument("--page-cache-seconds", type=int, default=600,
                    help="PORTAL_PAGE_CACHE_SECONDS for the server (0 = render every page, no cold phases)")
+    p.add_argument("--no-uncached", action="store_true",
+                   help="skip the second server without the page cache (phases list-nocache, timeline-nocache)")
     return p.parse_args()
 
 
@@ -459,6 +464,9 @@ def main() -> None:
     probe = PageCacheProbe(args.redis_url, url) if cached else None
     with tempfile.TemporaryDirectory() as tmp:
         proc, port = start_server(url, args.workers, Path(tmp), args.page_cache_seconds)
+        # The same code without the page cache, on a second server that idles while the
+        # first is measured: its phases take turns with the others, under the same load.
+        plain = start_server(url, args.workers, Path(tmp), 0) if cached and not args.no_uncached else None
         try:
             print(f"server: gunicorn, {args.workers} sync workers, DEBUG off, on 127.0.0.1:{port}; "
                   f"load: {args.concurrency} connections, {args.duration:.0f} s per phase, {os.cpu_count()} CPUs shared; "
@@ -468,14 +476,18 @@ def main() -> None:
                       ("timeline", details, "订单进度".encode()),
                       ("mixed", mixed, "订单".encode())]
             cold = [("list-miss", lists, "我的订单".encode()), ("timeline-miss", details, "订单进度".encode())]
+            if plain is not None:
+                phases += [("list-nocache", lists, "我的订单".encode()), ("timeline-nocache", details, "订单进度".encode())]
+                asyncio.run(run_phase(plain[1], mixed, b"", args.concurrency, 3, args.seed))
             asyncio.run(run_phase(port, mixed, b"", args.concurrency, 3, args.seed))  # warm up every worker
 
             def one_slice(label, targets, marker, seed, *, clear=False, unique=False, once=False):
                 if probe is not None and clear:
                     probe.clear()
-                before = probe.count() if probe is not None and label != "trivial" else None
-                result = asyncio.run(run_phase(port, targets, marker, args.concurrency, args.duration / args.rounds,
-                                               seed, unique=unique, once=once))
+                uncached = label.endswith("-nocache")
+                before = probe.count() if probe is not None and label != "trivial" and not uncached else None
+                result = asyncio.run(run_phase(plain[1] if uncached else port, targets, marker, args.concurrency,
+                                               args.duration / args.rounds, seed, unique=unique, once=once))
                 if before is not None:
                     result["stored"] = max(0, probe.count() - before)
                 return result
@@ -511,8 +523,10 @@ def main() -> None:
                 print_results(cold_results)
                 results.update(cold_results)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            for server in (proc, plain[0] if plain is not None else None):
+                if server is not None:
+                    server.terminate()
+                    server.wait(timeout=30)
     ceiling = results["trivial"]["rps"] or 1
     for label in [k for k in results if k != "trivial"]:
         r = results[label]
@@ -522,9 +536,13 @@ def main() -> None:
     errors = sum(r["errors"] for r in results.values())
     r_list, r_tl = results["list"], results["timeline"]
     cold_line = ""
+    if "list-nocache" in results:
+        r_ln, r_tn = results["list-nocache"], results["timeline-nocache"]
+        cold_line += (f"; without the page cache: list {r_ln['rps']:.0f} req/s p99 {r_ln['p99']:.0f} ms, "
+                      f"timeline {r_tn['rps']:.0f} req/s p99 {r_tn['p99']:.0f} ms")
     if "list-miss" in results:
         r_lm, r_tm = results["list-miss"], results["timeline-miss"]
-        cold_line = (f"; misses: list {r_lm['rps']:.0f} req/s p99 {r_lm['p99']:.0f} ms, "
+        cold_line += (f"; misses: list {r_lm['rps']:.0f} req/s p99 {r_lm['p99']:.0f} ms, "
                      f"timeline {r_tm['rps']:.0f} req/s p99 {r_tm['p99']:.0f} ms")
     hits = (f" (cache hits {r_list['hit'] * 100:.0f} % / {r_tl['hit'] * 100:.0f} %)"
             if r_list["hit"] is not None else " (page cache off)")
