@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from config.security import client_ip
 from orders.masking import mask_phone
+from orders.models import Order
 from portal import pagecache, selectors, services
 from portal.forms import CodeForm, PhoneForm
 from portal.services import Outcome
@@ -168,7 +169,11 @@ def order_list(request):
 
 
 def _order_content(*, phone: str, order_id: int) -> str:
-    card = selectors.card(selectors.order_detail(order_id), phone=phone, detail=True)
+    try:
+        order = selectors.order_detail(order_id)
+    except Order.DoesNotExist:  # deleted since its id was looked up
+        raise Http404 from None
+    card = selectors.card(order, phone=phone, detail=True)
     return render_to_string("portal/order_content.html", {**_service_context(), "card": card})
 
 
