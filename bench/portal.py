@@ -311,7 +311,9 @@ class PageCacheProbe:
             from django.conf import settings
 
             self.redis, self.db_url = None, db_url
-            self.table = settings.CACHES["default"]["LOCATION"]
+            from portal.pagecache import CACHE_ALIAS
+
+            self.table = settings.CACHES[CACHE_ALIAS if CACHE_ALIAS in settings.CACHES else "default"]["LOCATION"]
         self.like = f"%{KEY_PREFIX}%"
 
     def count(self) -> int:

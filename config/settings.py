@@ -150,6 +150,13 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "orderhub_cache"}
     }
+# The portal's rendered page fragments (portal/pagecache.py) in a cache of their own: with
+# the database cache their churn must never cull the throttle counters of "default".
+CACHES["portal_pages"] = (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL} if REDIS_URL else
+    {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "orderhub_portal_pages",
+     "OPTIONS": {"MAX_ENTRIES": 50_000}}
+)
 
 # --- Auth -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

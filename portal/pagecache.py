@@ -30,8 +30,10 @@ pieces), hashed in Python: the same page content ⇔ the same key, whatever path
 rows. The fingerprint is read before the page's data, so a
 fragment is never older than the fingerprint it is stored under.
 
-The cache is the default cache (Redis in production). A cache error never fails a page:
-it is rendered as without a cache. PORTAL_PAGE_CACHE_SECONDS = 0 turns the cache off.
+The cache is settings.CACHES["portal_pages"]: the same Redis as the default cache in
+production, else a database cache table of its own (fragments must not cull the default
+cache's throttle counters). A cache error never fails a page: it is rendered as without a
+cache. PORTAL_PAGE_CACHE_SECONDS = 0 turns the cache off.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.signals import setting_changed
 from django.db import connection
 from django.utils import timezone, translation
@@ -199,9 +201,18 @@ def _key(*parts, prefix: str = KEY_PREFIX) -> str:
     return prefix + salted_hmac("portal.page-cache", material, algorithm="sha256").hexdigest()[:40]
 
 
+CACHE_ALIAS = "portal_pages"
+
+
+def page_cache():
+    """settings.CACHES["portal_pages"] (Redis, or its own database cache table, so the
+    fragments never cull the default cache's throttle counters); "default" without it."""
+    return caches[CACHE_ALIAS if CACHE_ALIAS in settings.CACHES else "default"]
+
+
 def _get(key: str):
     try:
-        return cache.get(key)
+        return page_cache().get(key)
     except Exception:  # noqa: BLE001 — the cache is an optimisation: a page never fails on it
         log.warning("portal page cache: get failed, rendering without it", exc_info=True)
         return None
@@ -209,7 +220,7 @@ def _get(key: str):
 
 def _set(key: str, value) -> None:
     try:
-        cache.set(key, value, settings.PORTAL_PAGE_CACHE_SECONDS)
+        page_cache().set(key, value, settings.PORTAL_PAGE_CACHE_SECONDS)
     except Exception:  # noqa: BLE001
         log.warning("portal page cache: set failed", exc_info=True)
 

@@ -278,7 +278,18 @@ def test_a_failing_cache_renders_the_pages(client, renders, monkeypatch):
 
         set = get
 
-    monkeypatch.setattr(pagecache, "cache", Down())
+    monkeypatch.setattr(pagecache, "page_cache", Down)
+    listing, detail = pages(client)
+
+    assert "折叠收纳盆" in listing and "88.00" in detail
+
+
+def test_an_unreachable_redis_renders_the_pages(client, settings):
+    place_order(buyer=BUYER)
+    login(client, BUYER)
+    settings.CACHES = {**settings.CACHES, "portal_pages": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                                           "LOCATION": "redis://127.0.0.1:1/0"}}
+
     listing, detail = pages(client)
 
     assert "折叠收纳盆" in listing and "88.00" in detail
@@ -295,13 +306,19 @@ def test_the_language_is_part_of_the_key(client, renders):
 
 
 def test_with_the_database_cache_too(client, settings):
-    """Without Redis the default cache is the database's: the pages work the same."""
-    assert settings.CACHES["default"]["BACKEND"].endswith("DatabaseCache")
+    """Without Redis the fragments go to a database cache table of their own (not the one
+    of the throttle counters, which the fragments' churn would cull): the pages work the same."""
+    if settings.REDIS_URL:
+        pytest.skip("REDIS_URL set: the fragments are in Redis")
+    assert settings.CACHES["portal_pages"]["BACKEND"].endswith("DatabaseCache")
+    assert settings.CACHES["portal_pages"]["LOCATION"] != settings.CACHES["default"]["LOCATION"]
+    assert pagecache.page_cache() is not pagecache.caches["default"]
     order = packed()
     login(client, BUYER)
     assert "待揽收" in pages(client)[1]
     order_services.order_ship(order=order, actor=SYSTEM, carrier="SF", tracking_number="SF5550003")
     assert "SF5550003" in pages(client)[1]
+    assert pagecache.page_cache().get(pagecache.KEY_PREFIX + "x") is None  # its table exists
 
 
 def test_every_relation_a_page_reads_is_in_the_fingerprint():
