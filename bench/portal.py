@@ -16,6 +16,17 @@ taking turns in `--rounds` slices (so other load on a shared machine hits all al
 answer must be 200 and the logged-in page (a redirect to the login page would be fast and
 wrong): anything else is counted as an error. Prints requests/s and p50/p99 per phase, and
 the ratio to the trivial view; the last line is a one-line summary. No asserts on time.
+
+The render cache (portal/pagecache.py, `--page-cache-seconds`, 0 = off) is measured both
+ways. First every list and order page is requested once (the cache fill: all misses). The
+steady phases (list, timeline, mixed) then run on the filled cache; the cold phases
+(list-miss, timeline-miss) empty the cache's page fragments before each slice and visit
+each page at most once per slice, so they measure the miss path (fingerprint, render,
+store) as after a change of the data. Each phase prints its hit ratio, counted from the
+fragments the cache gained (a miss stores one): requests minus new fragments. A second
+server runs the same code without the page cache (list-nocache, timeline-nocache; idle
+while the others are measured, `--no-uncached` skips it), in the same interleaved rounds,
+so before and after are compared under the same machine load.
 """
 
 from __future__ import annotations
@@ -83,6 +94,10 @@ def parse_args() -> argparse.Namespace:
     # Production runs with Redis (cache, rate limits, sessions): so does the bench, server and all.
     p.add_argument("--redis-url", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/9",
                    help="REDIS_URL for the server ('' = none: database cache and sessions)")
+    p.add_argument("--page-cache-seconds", type=int, default=600,
+                   help="PORTAL_PAGE_CACHE_SECONDS for the server (0 = render every page, no cold phases)")
+    p.add_argument("--no-uncached", action="store_true",
+                   help="skip the second server without the page cache (phases list-nocache, timeline-nocache)")
     return p.parse_args()
 
 
@@ -243,10 +258,11 @@ def profile_queries(lists, details) -> dict[str, int]:
     for name, (cookie, path) in (("list", lists[0]), ("timeline", details[0])):
         client = Client()
         client.cookies["sessionid"] = cookie
-        with CaptureQueriesContext(connection) as queries:
-            response = client.get(path)
-        assert response.status_code == 200, (path, response.status_code)
-        counts[name] = len(queries.captured_queries)
+        for attempt in ("", " again"):  # with the page cache: a miss, then a hit
+            with CaptureQueriesContext(connection) as queries:
+                response = client.get(path)
+            assert response.status_code == 200, (path, response.status_code)
+            counts[name + attempt] = len(queries.captured_queries)
     return counts
 
 
@@ -271,20 +287,62 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_env(url: str) -> dict:
+def server_env(url: str, page_cache_seconds: int) -> dict:
     env = dict(os.environ)
     env.update(DATABASE_URL=url, DEBUG="0", SECRET_KEY=SECRET, SECURE_SSL_REDIRECT="0", LOG_LEVEL="WARNING",
-               ALLOWED_HOSTS="127.0.0.1,localhost,testserver", DJANGO_SETTINGS_MODULE="config.settings")
+               ALLOWED_HOSTS="127.0.0.1,localhost,testserver", DJANGO_SETTINGS_MODULE="config.settings",
+               PORTAL_PAGE_CACHE_SECONDS=str(page_cache_seconds))
     return env
 
 
-def start_server(url: str, workers: int, tmp: Path) -> tuple[subprocess.Popen, int]:
+class PageCacheProbe:
+    """Counts and drops the portal's cached page fragments (portal.pagecache.KEY_PREFIX) in
+    the server's cache: Redis (only its own database number) or the database cache table."""
+
+    def __init__(self, redis_url: str, db_url: str):
+        from portal.pagecache import KEY_PREFIX
+
+        self.pattern = f"*{KEY_PREFIX}*"
+        if redis_url:
+            import redis
+
+            self.redis, self.db_url = redis.Redis.from_url(redis_url), ""
+        else:
+            from django.conf import settings
+
+            self.redis, self.db_url = None, db_url
+            from portal.pagecache import CACHE_ALIAS
+
+            self.table = settings.CACHES[CACHE_ALIAS if CACHE_ALIAS in settings.CACHES else "default"]["LOCATION"]
+        self.like = f"%{KEY_PREFIX}%"
+
+    def count(self) -> int:
+        if self.redis is not None:
+            return sum(1 for _ in self.redis.scan_iter(match=self.pattern, count=1000))
+        import psycopg
+
+        with psycopg.connect(self.db_url) as conn:
+            return conn.execute(f"SELECT count(*) FROM {self.table} WHERE cache_key LIKE %s", [self.like]).fetchone()[0]
+
+    def clear(self) -> None:
+        if self.redis is not None:
+            keys = list(self.redis.scan_iter(match=self.pattern, count=1000))
+            for start in range(0, len(keys), 500):
+                self.redis.delete(*keys[start:start + 500])
+            return
+        import psycopg
+
+        with psycopg.connect(self.db_url) as conn:
+            conn.execute(f"DELETE FROM {self.table} WHERE cache_key LIKE %s", [self.like])
+
+
+def start_server(url: str, workers: int, tmp: Path, page_cache_seconds: int) -> tuple[subprocess.Popen, int]:
     (tmp / "bench_portal_wsgi.py").write_text(WSGI_MODULE)
     port = free_port()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([str(gunicorn), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
                              "--pythonpath", f"{tmp},{REPO_ROOT}", "--chdir", str(REPO_ROOT), "--log-level", "warning",
-                             "--backlog", "2048", "bench_portal_wsgi:application"], env=server_env(url))
+                             "--backlog", "2048", "bench_portal_wsgi:application"], env=server_env(url, page_cache_seconds))
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -309,17 +367,35 @@ async def fetch(port: int, path: str, cookie: str) -> tuple[int, bytes]:
 
 
 async def run_phase(port: int, targets: list[tuple[str, str]], marker: bytes, concurrency: int, duration: float,
-                    seed: int) -> dict:
-    """One closed-loop slice: raw latencies (s), error count, wall time and client CPU seconds."""
+                    seed: int, *, unique: bool = False, once: bool = False) -> dict:
+    """One closed-loop slice: raw latencies (s), error count, wall time and client CPU seconds.
+    Targets are drawn at random; `unique`: in a shuffled order, each once before any again;
+    `once`: each target exactly once, then stop (whatever the duration)."""
     latencies: list[float] = []
     errors = 0
     rnd = random.Random(seed)
     stop_at = time.perf_counter() + duration
+    order = list(range(len(targets)))
+    rnd.shuffle(order)
+    drawn = 0
+
+    def next_target():
+        nonlocal drawn
+        if not (unique or once):
+            return targets[rnd.randrange(len(targets))]
+        if once and drawn >= len(order):
+            return None
+        target = targets[order[drawn % len(order)]]
+        drawn += 1
+        return target
 
     async def worker():
         nonlocal errors
-        while time.perf_counter() < stop_at:
-            cookie, path = targets[rnd.randrange(len(targets))]
+        while once or time.perf_counter() < stop_at:
+            target = next_target()
+            if target is None:
+                return
+            cookie, path = target
             started = time.perf_counter()
             try:
                 status, body = await fetch(port, path, cookie)
@@ -343,9 +419,19 @@ async def run_phase(port: int, targets: list[tuple[str, str]], marker: bytes, co
 def summarize(slices: list[dict]) -> dict:
     latencies = sorted(x for s in slices for x in s["latencies"])
     wall = sum(s["wall"] for s in slices) or 1
+    requests = len(latencies) + sum(s["errors"] for s in slices)
+    stored = sum(s.get("stored", 0) for s in slices)
     return {"requests": len(latencies), "errors": sum(s["errors"] for s in slices), "rps": len(latencies) / wall,
             "p50": _common.percentile(latencies, 50) * 1000, "p99": _common.percentile(latencies, 99) * 1000,
-            "client_cpu": sum(s["cpu"] for s in slices) / wall}
+            "client_cpu": sum(s["cpu"] for s in slices) / wall,
+            "hit": max(0.0, 1 - stored / requests) if requests and "stored" in slices[0] else None}
+
+
+def print_results(results: dict[str, dict]) -> None:
+    for label, r in results.items():
+        hit = f"   cache hits {r['hit'] * 100:5.1f} %" if r["hit"] is not None else ""
+        print(f"{label:13s} {r['rps']:8.1f} req/s   p50 {r['p50']:7.1f} ms   p99 {r['p99']:7.1f} ms   "
+              f"ok {r['requests']:>7}   errors {r['errors']:>4}   client CPU {r['client_cpu'] * 100:4.0f} %{hit}")
 
 
 def main() -> None:
@@ -356,6 +442,7 @@ def main() -> None:
     _common.ensure_database(url, SCRIPT)
     os.environ.update(SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="127.0.0.1,localhost,testserver", SECRET_KEY=SECRET)
     os.environ["REDIS_URL"] = args.redis_url  # the server inherits it (server_env)
+    os.environ["PORTAL_PAGE_CACHE_SECONDS"] = str(args.page_cache_seconds)
     _common.setup_django(url)
     from django.core.management import call_command
 
@@ -370,49 +457,101 @@ def main() -> None:
     print(f"settings: SESSION_ENGINE {settings.SESSION_ENGINE}, cache {settings.CACHES['default']['BACKEND']}, "
           f"REDIS_URL {'set' if args.redis_url else 'unset'}")
     print(f"sessions: {len(lists)} logged-in customers, {len(details)} order pages; "
-          f"queries per request: list {queries['list']}, timeline {queries['timeline']}")
+          f"queries per request: list {queries['list']} then {queries['list again']}, "
+          f"timeline {queries['timeline']} then {queries['timeline again']} (the second request of a page)")
     from django.db import connections
 
     connections.close_all()
+    cached = args.page_cache_seconds > 0
+    probe = PageCacheProbe(args.redis_url, url) if cached else None
     with tempfile.TemporaryDirectory() as tmp:
-        proc, port = start_server(url, args.workers, Path(tmp))
+        proc, port = start_server(url, args.workers, Path(tmp), args.page_cache_seconds)
+        # The same code without the page cache, on a second server that idles while the
+        # first is measured: its phases take turns with the others, under the same load.
+        plain = start_server(url, args.workers, Path(tmp), 0) if cached and not args.no_uncached else None
         try:
             print(f"server: gunicorn, {args.workers} sync workers, DEBUG off, on 127.0.0.1:{port}; "
-                  f"load: {args.concurrency} connections, {args.duration:.0f} s per phase, {os.cpu_count()} CPUs shared")
+                  f"load: {args.concurrency} connections, {args.duration:.0f} s per phase, {os.cpu_count()} CPUs shared; "
+                  f"page cache {f'{args.page_cache_seconds} s' if cached else 'off'}")
             phases = [("trivial", [("-", "/bench-trivial/")], b"ok"),
                       ("list", lists, "我的订单".encode()),
                       ("timeline", details, "订单进度".encode()),
                       ("mixed", mixed, "订单".encode())]
+            cold = [("list-miss", lists, "我的订单".encode()), ("timeline-miss", details, "订单进度".encode())]
+            if plain is not None:
+                phases += [("list-nocache", lists, "我的订单".encode()), ("timeline-nocache", details, "订单进度".encode())]
+                asyncio.run(run_phase(plain[1], mixed, b"", args.concurrency, 3, args.seed))
             asyncio.run(run_phase(port, mixed, b"", args.concurrency, 3, args.seed))  # warm up every worker
+
+            def one_slice(label, targets, marker, seed, *, clear=False, unique=False, once=False):
+                if probe is not None and clear:
+                    probe.clear()
+                uncached = label.endswith("-nocache")
+                before = probe.count() if probe is not None and label != "trivial" and not uncached else None
+                result = asyncio.run(run_phase(plain[1] if uncached else port, targets, marker, args.concurrency,
+                                               args.duration / args.rounds, seed, unique=unique, once=once))
+                if before is not None:
+                    result["stored"] = max(0, probe.count() - before)
+                return result
+
+            if probe is not None:
+                probe.clear()
+                fill = summarize([one_slice("fill", mixed, "订单".encode(), args.seed, once=True)])
+                print(f"cache fill: every page once ({fill['requests']} pages, all misses): {fill['rps']:.1f} req/s "
+                      f"p50 {fill['p50']:.1f} ms p99 {fill['p99']:.1f} ms, cache hits {fill['hit'] * 100:.1f} %")
             # The phases take turns in short slices, so a change in the machine's other load
             # (a shared box) falls on every phase alike and the ratios stay fair.
             slices: dict[str, list[dict]] = {label: [] for label, _, _ in phases}
             load_before = os.getloadavg()[0]
             for round_no in range(args.rounds):
                 for label, targets, marker in phases:
-                    slices[label].append(asyncio.run(run_phase(port, targets, marker, args.concurrency,
-                                                               args.duration / args.rounds, args.seed + round_no)))
+                    slices[label].append(one_slice(label, targets, marker, args.seed + round_no))
             results = {label: summarize(parts) for label, parts in slices.items()}
             print(f"machine load average {load_before:.1f} → {os.getloadavg()[0]:.1f} "
-                  f"({args.rounds} rounds, phases interleaved)")
-            for label, r in results.items():
-                print(f"{label:9s} {r['rps']:8.1f} req/s   p50 {r['p50']:7.1f} ms   p99 {r['p99']:7.1f} ms   "
-                      f"ok {r['requests']:>7}   errors {r['errors']:>4}   client CPU {r['client_cpu'] * 100:4.0f} %")
+                  f"({args.rounds} rounds, phases interleaved; steady state: the cache filled)")
+            print_results(results)
+            if probe is not None:
+                # After the steady phases (they would find the cache emptied): each slice
+                # starts on an empty cache and visits each page at most once.
+                cold_slices: dict[str, list[dict]] = {label: [] for label, _, _ in cold}
+                load_before = os.getloadavg()[0]
+                for round_no in range(args.rounds):
+                    for label, targets, marker in cold:
+                        cold_slices[label].append(one_slice(label, targets, marker, args.seed + 100 + round_no,
+                                                            clear=True, unique=True))
+                cold_results = {label: summarize(parts) for label, parts in cold_slices.items()}
+                print(f"machine load average {load_before:.1f} → {os.getloadavg()[0]:.1f} "
+                      f"(cold: the cache's page fragments emptied before each slice)")
+                print_results(cold_results)
+                results.update(cold_results)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            for server in (proc, plain[0] if plain is not None else None):
+                if server is not None:
+                    server.terminate()
+                    server.wait(timeout=30)
     ceiling = results["trivial"]["rps"] or 1
-    for label in ("list", "timeline", "mixed"):
+    for label in [k for k in results if k != "trivial"]:
         r = results[label]
         print(f"ratio {label}/trivial: {r['rps'] / ceiling * 100:5.1f} %   "
               f"(goals: p99 ≤ 100 ms → {'met' if r['p99'] <= 100 else 'missed'}, "
               f"≥ 50 % of the ceiling → {'met' if r['rps'] / ceiling >= 0.5 else 'missed'})")
     errors = sum(r["errors"] for r in results.values())
     r_list, r_tl = results["list"], results["timeline"]
+    cold_line = ""
+    if "list-nocache" in results:
+        r_ln, r_tn = results["list-nocache"], results["timeline-nocache"]
+        cold_line += (f"; without the page cache: list {r_ln['rps']:.0f} req/s p99 {r_ln['p99']:.0f} ms, "
+                      f"timeline {r_tn['rps']:.0f} req/s p99 {r_tn['p99']:.0f} ms")
+    if "list-miss" in results:
+        r_lm, r_tm = results["list-miss"], results["timeline-miss"]
+        cold_line += (f"; misses: list {r_lm['rps']:.0f} req/s p99 {r_lm['p99']:.0f} ms, "
+                     f"timeline {r_tm['rps']:.0f} req/s p99 {r_tm['p99']:.0f} ms")
+    hits = (f" (cache hits {r_list['hit'] * 100:.0f} % / {r_tl['hit'] * 100:.0f} %)"
+            if r_list["hit"] is not None else " (page cache off)")
     print(f"portal: {args.orders:,} orders; list {r_list['rps']:.0f} req/s p50 {r_list['p50']:.0f} ms "
           f"p99 {r_list['p99']:.0f} ms; timeline {r_tl['rps']:.0f} req/s p50 {r_tl['p50']:.0f} ms "
-          f"p99 {r_tl['p99']:.0f} ms; trivial {ceiling:.0f} req/s; ratio list {r_list['rps'] / ceiling * 100:.0f} % "
-          f"timeline {r_tl['rps'] / ceiling * 100:.0f} %; errors {errors}")
+          f"p99 {r_tl['p99']:.0f} ms{hits}; trivial {ceiling:.0f} req/s; ratio list {r_list['rps'] / ceiling * 100:.0f} % "
+          f"timeline {r_tl['rps'] / ceiling * 100:.0f} %{cold_line}; errors {errors}")
     if errors:
         sys.exit(1)
 

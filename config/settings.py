@@ -150,6 +150,13 @@ else:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "orderhub_cache"}
     }
+# The portal's rendered page fragments (portal/pagecache.py) in a cache of their own: with
+# the database cache their churn must never cull the throttle counters of "default".
+CACHES["portal_pages"] = (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL} if REDIS_URL else
+    {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "orderhub_portal_pages",
+     "OPTIONS": {"MAX_ENTRIES": 50_000}}
+)
 
 # --- Auth -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -271,6 +278,9 @@ PORTAL_RATE_LIMITS = {
 PORTAL_SERVICE_PHONE = os.environ.get("PORTAL_SERVICE_PHONE") or "400-800-8888"
 PORTAL_SERVICE_HOURS = os.environ.get("PORTAL_SERVICE_HOURS") or _("每天 9:00–21:00")
 PORTAL_TIME_ZONE = os.environ.get("PORTAL_TIME_ZONE") or "Asia/Shanghai"
+# The render cache of "my orders" and an order's page (portal/pagecache.py), in the default
+# cache: seconds a fragment is kept (0 = no cache). Keys carry a fingerprint of the data.
+PORTAL_PAGE_CACHE_SECONDS = int(os.environ.get("PORTAL_PAGE_CACHE_SECONDS") or 600)
 # Who may frame the portal (CSP frame-ancestors). WeChat's menu opens it top-level in its
 # own browser; 'self' plus WeChat's domains keeps article/menu embeds working.
 PORTAL_FRAME_ANCESTORS = os.environ.get("PORTAL_FRAME_ANCESTORS") or "'self' https://*.weixin.qq.com https://*.qq.com"

@@ -150,16 +150,26 @@ def with_public_events(qs: QuerySet[Order], *, latest_only: bool = False) -> Que
     )
 
 
-def order_for_token(*, phone: str, token: str) -> Order:
-    """The order behind `token` if this phone may see it, else 404 (someone else's order,
-    a token from another session, a made-up token: all the same)."""
+def order_id_for_token(*, phone: str, token: str) -> int:
+    """The id of the order behind `token` if this phone may see it, else 404 (someone else's
+    order, a token from another session, a made-up token: all the same)."""
     token = (token or "").strip()
     if not token or len(token) > 64:
         raise Http404
     for order_id in visible_order_ids(phone=phone):
         if constant_time_compare(order_token(phone=phone, order_id=order_id), token):
-            return with_public_events(Order.objects.filter(pk=order_id)).get()
+            return order_id
     raise Http404
+
+
+def order_detail(order_id: int) -> Order:
+    """One order with what its page shows (3 queries); the caller checked who may see it."""
+    return with_public_events(Order.objects.filter(pk=order_id)).get()
+
+
+def order_for_token(*, phone: str, token: str) -> Order:
+    """The order behind `token` if this phone may see it, else 404."""
+    return order_detail(order_id_for_token(phone=phone, token=token))
 
 
 # --- what the pages show -------------------------------------------------------------------

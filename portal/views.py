@@ -11,13 +11,17 @@ import time
 from functools import wraps
 
 from django.conf import settings
+from django.http import Http404
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from config.security import client_ip
 from orders.masking import mask_phone
-from portal import selectors, services
+from orders.models import Order
+from portal import pagecache, selectors, services
 from portal.forms import CodeForm, PhoneForm
 from portal.services import Outcome
 
@@ -136,6 +140,16 @@ def resend(request):
     return _render(request, "portal/verify.html", context, status=status)
 
 
+def _list_content(*, phone: str, number: int) -> str:
+    start = (number - 1) * PAGE_SIZE
+    # One row more than a page tells whether there is a next one (no COUNT over all orders).
+    orders = selectors.order_page(phone=phone, offset=start, limit=PAGE_SIZE + 1)
+    cards = [selectors.card(order, phone=phone) for order in orders[:PAGE_SIZE]]
+    page = {"number": number, "previous": number - 1 if number > 1 else None,
+            "next": number + 1 if len(orders) > PAGE_SIZE else None}
+    return render_to_string("portal/orders_content.html", {**_service_context(), "cards": cards, "page": page})
+
+
 @require_http_methods(["GET"])
 @portal_login_required
 def order_list(request):
@@ -144,23 +158,39 @@ def order_list(request):
         number = max(1, min(int(request.GET.get("page", 1)), 10_000))
     except ValueError:
         number = 1
-    start = (number - 1) * PAGE_SIZE
-    # One row more than a page tells whether there is a next one (no COUNT over all orders).
-    orders = selectors.order_page(phone=phone, offset=start, limit=PAGE_SIZE + 1)
-    cards = [selectors.card(order, phone=phone) for order in orders[:PAGE_SIZE]]
-    page = {"number": number, "previous": number - 1 if number > 1 else None,
-            "next": number + 1 if len(orders) > PAGE_SIZE else None}
-    context = {"cards": cards, "page": page, "masked_phone": mask_phone(phone)}
-    return _render(request, "portal/orders.html", context)
+    if pagecache.enabled():
+        # The fingerprint first, then the data: a fragment is never older than its key.
+        fingerprint = pagecache.list_fingerprint(phone=phone, wanted=number * PAGE_SIZE + 1)
+        content = pagecache.fragment(page="list", phone=phone, ident=number, fingerprint=fingerprint,
+                                     render=lambda: _list_content(phone=phone, number=number))
+    else:
+        content = mark_safe(_list_content(phone=phone, number=number))  # noqa: S308 — our template's output
+    return _render(request, "portal/orders.html", {"content": content, "masked_phone": mask_phone(phone)})
+
+
+def _order_content(*, phone: str, order_id: int) -> str:
+    try:
+        order = selectors.order_detail(order_id)
+    except Order.DoesNotExist:  # deleted since its id was looked up
+        raise Http404 from None
+    card = selectors.card(order, phone=phone, detail=True)
+    return render_to_string("portal/order_content.html", {**_service_context(), "card": card})
 
 
 @require_http_methods(["GET"])
 @portal_login_required
 def order_detail(request, token: str):
     phone = request.portal_phone
-    order = selectors.order_for_token(phone=phone, token=token)
-    return _render(request, "portal/order.html", {"card": selectors.card(order, phone=phone, detail=True),
-                                                  "masked_phone": mask_phone(phone)})
+    if pagecache.enabled():
+        order_id = pagecache.order_id_for_token(phone=phone, token=token)
+        fingerprint = pagecache.detail_fingerprint(phone=phone, order_id=order_id)
+        if fingerprint is None:  # no longer this phone's order (e.g. the receiver phone changed)
+            raise Http404
+        content = pagecache.fragment(page="order", phone=phone, ident=order_id, fingerprint=fingerprint,
+                                     render=lambda: _order_content(phone=phone, order_id=order_id))
+    else:
+        content = mark_safe(_order_content(phone=phone, order_id=selectors.order_id_for_token(phone=phone, token=token)))  # noqa: S308
+    return _render(request, "portal/order.html", {"content": content, "masked_phone": mask_phone(phone)})
 
 
 @require_POST

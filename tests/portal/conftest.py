@@ -75,3 +75,16 @@ def shipped_order(db, staff_user, warehouse):
     order = order_services.order_ship(order=order, actor=actor, carrier="SF", tracking_number="SF1234567890")
     order = order_services.order_deliver(order=order, actor=actor)
     return order
+
+
+@pytest.fixture
+def page_cache(settings):
+    """The render cache (portal/pagecache.py) on an in-process cache: like Redis, the cache
+    itself costs no SQL, and it is empty at the start of each test."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "portal-page-cache-tests"}}
+    from django.core.cache import cache
+
+    cache.clear()
+    yield cache
+    cache.clear()

@@ -56,7 +56,20 @@ def test_the_list_merges_bought_and_received_orders_newest_first_without_duplica
     assert first.count("寄给您的包裹") + second.count("寄给您的包裹") == 9
 
 
-def test_list_queries_are_bounded_whatever_the_number_of_orders(client, django_assert_max_num_queries):
+def _session_queries() -> int:
+    """1 with database sessions; 0 with the cache-backed ones used with Redis."""
+    from django.conf import settings
+
+    return 0 if settings.SESSION_ENGINE.endswith("cached_db") else 1
+
+
+@pytest.fixture
+def no_page_cache(settings):
+    """The pages rendered for every request (portal/pagecache.py off)."""
+    settings.PORTAL_PAGE_CACHE_SECONDS = 0
+
+
+def test_list_queries_are_bounded_whatever_the_number_of_orders(client, no_page_cache, django_assert_max_num_queries):
     now = timezone.now()
     place_order(buyer=BUYER, placed_at=now - timedelta(days=1))
     place_order(buyer=FRIEND, receiver=BUYER, placed_at=now - timedelta(days=2))
@@ -72,7 +85,7 @@ def test_list_queries_are_bounded_whatever_the_number_of_orders(client, django_a
     assert many == few <= 4
 
 
-def test_timeline_queries_are_bounded(client, shipped_order, django_assert_max_num_queries):
+def test_timeline_queries_are_bounded(client, shipped_order, no_page_cache, django_assert_max_num_queries):
     for i in range(10):
         place_order(buyer=BUYER)
     login(client, BUYER)
@@ -82,6 +95,32 @@ def test_timeline_queries_are_bounded(client, shipped_order, django_assert_max_n
     with django_assert_max_num_queries(6):  # session, visible ids, order, events, lines (+ warehouse)
         response = client.get(f"/h5/orders/{token}/")
     assert response.status_code == 200 and "SF1234567890" in response.content.decode()
+
+
+def test_with_the_page_cache_a_repeated_list_is_one_query_besides_the_session(client, page_cache):
+    now = timezone.now()
+    for i in range(30):
+        place_order(buyer=BUYER if i % 2 else FRIEND, receiver=BUYER, placed_at=now - timedelta(hours=i))
+    login(client, BUYER)
+
+    miss, _ = _count(client, "/h5/orders/?page=2")
+    hit, sql = _count(client, "/h5/orders/?page=2")
+
+    assert miss <= 5  # session, fingerprint, page ids + orders, latest events, lines
+    assert hit == _session_queries() + 1 and "django_session" not in sql[-1]  # (session,) fingerprint
+
+
+def test_with_the_page_cache_a_repeated_timeline_is_one_query_besides_the_session(client, shipped_order, page_cache):
+    for i in range(10):
+        place_order(buyer=BUYER)
+    login(client, BUYER)
+    token = tokens(client.get("/h5/orders/").content.decode())[-1]
+
+    miss, _ = _count(client, f"/h5/orders/{token}/")
+    hit, _ = _count(client, f"/h5/orders/{token}/")
+
+    assert miss <= 7  # session, visible ids, fingerprint, order, events, lines (+ warehouse)
+    assert hit == _session_queries() + 1  # (session,) fingerprint: the token's order id is remembered too
 
 
 @pytest.fixture
