@@ -249,6 +249,9 @@ ORDERHUB = {
 }
 # Platform webhooks (/hooks/<platform>/<shop>/): larger bodies are refused with 413 unread.
 WEBHOOK_MAX_BODY_BYTES = int(os.environ.get("WEBHOOK_MAX_BODY_BYTES") or 1024 * 1024)
+# Each web process keeps the active shops it answered for this long (a query less per delivery);
+# a new secret or a deactivated shop takes effect within it. 0 = look the shop up every time.
+WEBHOOK_SHOP_CACHE_SECONDS = float(os.environ.get("WEBHOOK_SHOP_CACHE_SECONDS") or 5)
 
 # Carrier push subscriptions (orders/carrier_subscriptions.py): the public address carriers push
 # to, e.g. https://hub.example.com → https://hub.example.com/hooks/carriers/kuaidi100/

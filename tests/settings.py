@@ -33,3 +33,7 @@ AUTHENTICATION_BACKENDS = [
 # The order list opens on a role's default filter (orders.admin_orderlist); off in tests so a
 # bare changelist GET shows every order, on in the tests of that feature.
 ORDER_LIST_ROLE_DEFAULTS = False
+
+# Webhook shops are looked up on every delivery in tests (a test that changes a shop's secret
+# or deactivates it expects the next delivery to see it); the per-process cache has its own test.
+WEBHOOK_SHOP_CACHE_SECONDS = 0

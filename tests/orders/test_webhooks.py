@@ -692,3 +692,31 @@ def test_a_dead_event_tells_staff_once(shop, settings, django_capture_on_commit_
     assert event.status == WebhookStatus.DEAD
     row = Notification.objects.get()
     assert row.topic == "webhook_dead" and f"#{event.pk}" in row.text and "database is down" in row.text
+
+
+def test_a_web_process_keeps_the_shop_for_a_few_seconds_only(shop, settings, django_capture_on_commit_callbacks):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from orders import webhooks
+
+    settings.WEBHOOK_SHOP_CACHE_SECONDS = 5
+    webhooks._shops.clear()
+    assert deliver(django_capture_on_commit_callbacks, order_body(), webhook_id="a").status_code == 200
+    # Within the time: the next delivery does not look the shop up again (only the insert).
+    with CaptureQueriesContext(connection) as queries:
+        assert post(order_body(id=2), webhook_id="b").status_code == 200
+    assert not [q for q in queries.captured_queries if '"orders_shop"' in q["sql"]]
+    assert [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    # A new secret takes effect once the time has passed; the old one is refused from then on.
+    shop.webhook_secret = "rotated"
+    shop.save()
+    assert post(order_body(id=3), webhook_id="c").status_code == 200  # still the kept copy
+    for key, (_expires, kept) in list(webhooks._shops.items()):
+        webhooks._shops[key] = (0.0, kept)  # the 5 seconds have passed
+    assert post(order_body(id=4), webhook_id="d").status_code == 401
+    assert post(order_body(id=5), webhook_id="e", secret="rotated").status_code == 200
+    # Unknown shops are never kept (a scanner cannot fill the memory with made-up codes).
+    assert post(order_body(), path=url(code="nope")).status_code == 404
+    assert ("shopify", "nope") not in webhooks._shops
+    webhooks._shops.clear()
