@@ -37,86 +37,29 @@ def _format(request) -> str:
     return fmt if fmt in dict(FORMATS) else "xlsx"
 
 
-_BaseOrderAdmin = type(admin.site._registry[Order])
+class ChangelistExportMixin:
+    """导出 on a changelist: `export/` writes exactly the list's filters and search (?status__exact=…
+    &q=…), scoped and masked by `build_table(actor, queryset, filters)` in `orders.exports`."""
 
+    export_url_name = ""  # e.g. "orders_order_export"
+    base_list_template = None  # the change-list template the export template extends
 
-class ExportingOrderAdmin(_BaseOrderAdmin):
-    change_list_template = "admin/orders/order/change_list_export.html"
-
-    def get_urls(self):
-        return [
-            path("export/", self.admin_site.admin_view(self.export_view), name="orders_order_export"),
-            *super().get_urls(),
-        ]
-
-    def changelist_view(self, request, extra_context=None):
-        base = _BaseOrderAdmin.change_list_template or select_template([
-            f"admin/{self.opts.app_label}/{self.opts.model_name}/change_list.html",
-            f"admin/{self.opts.app_label}/change_list.html", "admin/change_list.html"]).template.name
-        query = request.GET.copy()
-        for key in ("p", "_changelist_filters"):
-            query.pop(key, None)
-        extra_context = {**(extra_context or {}), "base_change_list": base, "export_query": query.urlencode()}
-        return super().changelist_view(request, extra_context=extra_context)
-
-    def export_view(self, request):
-        """The changelist's own filters and search (?status__exact=…&q=…), as a file."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        fmt = _format(request)
-        params = request.GET.copy()
-        params.pop("format", None)
-        request.GET = params
-        try:
-            changelist = self.get_changelist_instance(request)
-        except IncorrectLookupParameters:
-            return HttpResponseBadRequest(_("筛选条件无效"))
-        actor = admin_actor(request)
-        try:
-            table = exports.order_table(actor=actor, orders=changelist.get_queryset(request),
-                                        filters=exports.order_export_filters(params))
-            return exports.respond(table, actor=actor, fmt=fmt, params=dict(params.items()))
-        except DomainError as exc:
-            messages.error(request, exc.message)
-            return HttpResponseRedirect(reverse("admin:orders_order_changelist"))
-
-
-admin.site.unregister(Order)
-admin.site.register(Order, ExportingOrderAdmin)
-
-
-def order_table_from_changelist(*, user, params: dict) -> exports.Table:
-    """For the export task: the same changelist (filters, search, scope) as `user` saw it."""
-    from django.test import RequestFactory
-
-    request = RequestFactory().get(reverse("admin:orders_order_changelist"), params)
-    request.user = user
-    order_admin = admin.site._registry[Order]
-    changelist = order_admin.get_changelist_instance(request)
-    return exports.order_table(actor=admin_actor(request), orders=changelist.get_queryset(request),
-                               filters=exports.order_export_filters(request.GET))
-
-
-_BaseShipmentAdmin = type(admin.site._registry[Shipment])
-
-
-class ExportingShipmentAdmin(_BaseShipmentAdmin):
-    """The shipment list with 导出 (its current filters and search), like the order list."""
-
-    change_list_template = "admin/orders/shipment/change_list_export.html"
-
-    def get_queryset(self, request):
-        return exports.scope_shipments(super().get_queryset(request), actor=admin_actor(request))
+    @staticmethod
+    def build_table(*, actor, queryset, filters) -> exports.Table:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def get_urls(self):
-        return [path("export/", self.admin_site.admin_view(self.export_view), name="orders_shipment_export"),
+        return [path("export/", self.admin_site.admin_view(self.export_view), name=self.export_url_name),
                 *super().get_urls()]
 
     def changelist_view(self, request, extra_context=None):
         query = request.GET.copy()
         for key in ("p", "_changelist_filters"):
             query.pop(key, None)
-        extra_context = {**(extra_context or {}), "export_query": query.urlencode()}
+        base = self.base_list_template or select_template([
+            f"admin/{self.opts.app_label}/{self.opts.model_name}/change_list.html",
+            f"admin/{self.opts.app_label}/change_list.html", "admin/change_list.html"]).template.name
+        extra_context = {**(extra_context or {}), "base_change_list": base, "export_query": query.urlencode()}
         return super().changelist_view(request, extra_context=extra_context)
 
     def export_view(self, request):
@@ -132,27 +75,62 @@ class ExportingShipmentAdmin(_BaseShipmentAdmin):
             return HttpResponseBadRequest(_("筛选条件无效"))
         actor = admin_actor(request)
         try:
-            table = exports.shipment_table(actor=actor, shipments=changelist.get_queryset(request),
-                                           filters=exports.order_export_filters(params))
+            table = self.build_table(actor=actor, queryset=changelist.get_queryset(request),
+                                     filters=exports.order_export_filters(params))
             return exports.respond(table, actor=actor, fmt=fmt, params=dict(params.items()))
         except DomainError as exc:
             messages.error(request, exc.message)
-            return HttpResponseRedirect(reverse("admin:orders_shipment_changelist"))
+            return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
+
+
+def table_from_changelist(model, *, user, params: dict) -> exports.Table:
+    """For the export task: the same changelist (filters, search, scope) as `user` saw it."""
+    from django.test import RequestFactory
+
+    model_admin = admin.site._registry[model]
+    request = RequestFactory().get(reverse(f"admin:orders_{model._meta.model_name}_changelist"), params)
+    request.user = user
+    changelist = model_admin.get_changelist_instance(request)
+    return model_admin.build_table(actor=admin_actor(request), queryset=changelist.get_queryset(request),
+                                   filters=exports.order_export_filters(request.GET))
+
+
+_BaseOrderAdmin = type(admin.site._registry[Order])
+
+
+class ExportingOrderAdmin(ChangelistExportMixin, _BaseOrderAdmin):
+    change_list_template = "admin/orders/order/change_list_export.html"
+    export_url_name = "orders_order_export"
+    base_list_template = _BaseOrderAdmin.change_list_template
+
+    @staticmethod
+    def build_table(*, actor, queryset, filters):
+        return exports.order_table(actor=actor, orders=queryset, filters=filters)
+
+
+admin.site.unregister(Order)
+admin.site.register(Order, ExportingOrderAdmin)
+
+_BaseShipmentAdmin = type(admin.site._registry[Shipment])
+
+
+class ExportingShipmentAdmin(ChangelistExportMixin, _BaseShipmentAdmin):
+    """The shipment list with 导出, like the order list; a person limited to some warehouses
+    lists (and exports) only the parcels leaving those."""
+
+    change_list_template = "admin/orders/shipment/change_list_export.html"
+    export_url_name = "orders_shipment_export"
+
+    def get_queryset(self, request):
+        return exports.scope_shipments(super().get_queryset(request), actor=admin_actor(request))
+
+    @staticmethod
+    def build_table(*, actor, queryset, filters):
+        return exports.shipment_table(actor=actor, shipments=queryset, filters=filters)
 
 
 admin.site.unregister(Shipment)
 admin.site.register(Shipment, ExportingShipmentAdmin)
-
-
-def shipment_table_from_changelist(*, user, params: dict) -> exports.Table:
-    """For the export task: the same shipment list (filters, search, scope) as `user` saw it."""
-    from django.test import RequestFactory
-
-    request = RequestFactory().get(reverse("admin:orders_shipment_changelist"), params)
-    request.user = user
-    changelist = admin.site._registry[Shipment].get_changelist_instance(request)
-    return exports.shipment_table(actor=admin_actor(request), shipments=changelist.get_queryset(request),
-                                  filters=exports.order_export_filters(request.GET))
 
 
 class LedgerPeriodForm(forms.Form):

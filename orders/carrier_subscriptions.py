@@ -28,7 +28,7 @@ from datetime import timedelta
 
 import httpx
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -107,10 +107,7 @@ def _claim_new(provider: str, account: CarrierAccount, limit: int) -> None:
     missing = (Shipment.objects.filter(provider=provider, status__in=SHIPMENT_AWAY, subscription__isnull=True)
                .exclude(tracking_number="").order_by("id").values_list("pk", flat=True)[:limit])
     rows = [CarrierSubscription(shipment_id=pk, provider=provider, account=account) for pk in missing]
-    try:
-        CarrierSubscription.objects.bulk_create(rows, ignore_conflicts=True)
-    except IntegrityError:  # pragma: no cover - ignore_conflicts covers a concurrent run
-        pass
+    CarrierSubscription.objects.bulk_create(rows, ignore_conflicts=True)  # a concurrent run's rows win
 
 
 def subscribe_shipments(*, limit: int = 200, now=None, transport: httpx.BaseTransport | None = None) -> dict:
@@ -127,19 +124,21 @@ def subscribe_shipments(*, limit: int = 200, now=None, transport: httpx.BaseTran
                    .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
                    .select_related("shipment__order").order_by("id")[:limit])
             for row in due:
-                counts[_attempt(row, account, client, now)] += 1
+                outcome = _attempt(row, account, client, now)
+                if outcome:
+                    counts[outcome] += 1
     if any(counts.values()):
         logger.info("carrier subscriptions: %s", counts)
     return counts
 
 
-def _attempt(row: CarrierSubscription, account: CarrierAccount, client: httpx.Client, now) -> str:
+def _attempt(row: CarrierSubscription, account: CarrierAccount, client: httpx.Client, now) -> str | None:
     # Claim the row (a second worker finds it no longer due), then call the provider.
     claimed = CarrierSubscription.objects.filter(pk=row.pk, status=S.PENDING).filter(
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)).update(
         next_attempt_at=now + timedelta(minutes=5), attempts=row.attempts + 1, account=account)
     if not claimed:
-        return "retry"
+        return None  # another worker took it
     row.attempts += 1
     try:
         _send(row, account, client)

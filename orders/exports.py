@@ -329,14 +329,12 @@ def _rebuild(log: ExportLog, params: dict) -> Table:
     from config.actors import Source
 
     actor = Actor.of(log.user, Source.ADMIN)
-    if log.kind == ExportLog.Kind.ORDERS:
-        from orders.admin_exports import order_table_from_changelist
+    if log.kind in (ExportLog.Kind.ORDERS, ExportLog.Kind.SHIPMENTS):
+        from orders.admin_exports import table_from_changelist
+        from orders.models import Order, Shipment
 
-        return order_table_from_changelist(user=log.user, params=params)
-    if log.kind == ExportLog.Kind.SHIPMENTS:
-        from orders.admin_exports import shipment_table_from_changelist
-
-        return shipment_table_from_changelist(user=log.user, params=params)
+        model = Order if log.kind == ExportLog.Kind.ORDERS else Shipment
+        return table_from_changelist(model, user=log.user, params=params)
     if log.kind == ExportLog.Kind.STOCK_LEVELS:
         return stock_level_table(actor=actor, **{k: params.get(k) for k in ("sku", "warehouse", "category")})
     return stock_move_table(actor=actor, start=date.fromisoformat(params["start"]), end=date.fromisoformat(params["end"]),

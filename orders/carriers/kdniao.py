@@ -56,15 +56,24 @@ def state_of(code) -> str | None:
 
 
 # --- requests -----------------------------------------------------------------------------
-def query_request(*, account, carrier: str, tracking_number: str, phone: str = "") -> HttpRequest:
-    body = {"OrderCode": "", "ShipperCode": codes.kdniao_code(carrier), "LogisticCode": tracking_number}
-    if codes.kdniao_code(carrier) == "SF" and phone:
-        body["CustomerName"] = phone[-4:]  # SF asks for the receiver's phone's last four digits
+def _signed(account, request_type: str, body: dict) -> HttpRequest:
+    """The form every KDNiao call posts: RequestData (compact JSON), its DataSign, DataType 2."""
     request_data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return HttpRequest(url=account.api_url or API_URL, data={
-        "RequestData": request_data, "EBusinessID": account.account_id, "RequestType": QUERY_REQUEST_TYPE,
+        "RequestData": request_data, "EBusinessID": account.account_id, "RequestType": request_type,
         "DataSign": data_sign(request_data, account.app_key), "DataType": "2",
     })
+
+
+def _parcel(carrier: str, tracking_number: str, phone: str) -> dict:
+    body = {"ShipperCode": codes.kdniao_code(carrier), "LogisticCode": tracking_number}
+    if body["ShipperCode"] == "SF" and phone:
+        body["CustomerName"] = phone[-4:]  # SF asks for the receiver's phone's last four digits
+    return body
+
+
+def query_request(*, account, carrier: str, tracking_number: str, phone: str = "") -> HttpRequest:
+    return _signed(account, QUERY_REQUEST_TYPE, {"OrderCode": "", **_parcel(carrier, tracking_number, phone)})
 
 
 SUBSCRIBE_REQUEST_TYPE = "1008"
@@ -74,14 +83,7 @@ def subscribe_request(*, account, carrier: str, tracking_number: str, phone: str
     """轨迹订阅 (RequestType 1008): the same endpoint, form fields and DataSign as the query;
     KDNiao then pushes (101) to the push URL set in its console. Shape as in public KDNiao
     client code (RequestData {ShipperCode, LogisticCode[, CustomerName]}, answer `Success`)."""
-    body = {"ShipperCode": codes.kdniao_code(carrier), "LogisticCode": tracking_number}
-    if codes.kdniao_code(carrier) == "SF" and phone:
-        body["CustomerName"] = phone[-4:]
-    request_data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return HttpRequest(url=account.api_url or API_URL, data={
-        "RequestData": request_data, "EBusinessID": account.account_id, "RequestType": SUBSCRIBE_REQUEST_TYPE,
-        "DataSign": data_sign(request_data, account.app_key), "DataType": "2",
-    })
+    return _signed(account, SUBSCRIBE_REQUEST_TYPE, _parcel(carrier, tracking_number, phone))
 
 
 def parse_subscribe(body) -> tuple[bool, str]:
@@ -191,11 +193,7 @@ def eorder_request(*, account, order) -> HttpRequest:
     }
     if order.weight_kg:
         body["Weight"] = round(order.weight_kg, 3)
-    request_data = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return HttpRequest(url=account.api_url or API_URL, data={
-        "RequestData": request_data, "EBusinessID": account.account_id, "RequestType": EORDER_REQUEST_TYPE,
-        "DataSign": data_sign(request_data, account.app_key), "DataType": "2",
-    })
+    return _signed(account, EORDER_REQUEST_TYPE, body)
 
 
 def parse_eorder(body):

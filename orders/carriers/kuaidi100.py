@@ -86,8 +86,9 @@ def subscribe_request(*, account, carrier: str, tracking_number: str, phone: str
         parameters["phone"] = phone
     param = json.dumps({"company": codes.kuaidi100_code(carrier), "number": tracking_number, "key": account.app_key,
                         "parameters": parameters}, ensure_ascii=False, separators=(",", ":"))
-    base = (account.api_url or "").rstrip("/")
-    url = f"{base.rsplit('/query.do', 1)[0]}" if base.endswith("/query.do") else (base or SUBSCRIBE_URL)
+    # The account's 接口地址 is the query URL (…/poll/query.do); the subscription lives beside it (…/poll).
+    query_url = (account.api_url or "").rstrip("/")
+    url = query_url.removesuffix("/query.do") if query_url.endswith("/query.do") else SUBSCRIBE_URL
     return HttpRequest(url=url, data={"schema": "json", "param": param})
 
 
